@@ -1,0 +1,80 @@
+"""agent_guard: task-scoped, expiring authorization for AI agents' tool calls.
+
+Derive a scope from the agent's plan (capped by a policy ceiling), mint a short-lived signed
+grant for exactly that scope, enforce it on every tool call, revoke it when the plan is done,
+and emit an OpenTelemetry span for every decision.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("agent-guard")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+from agent_guard import reasons, semconv
+from agent_guard._constraints import OPERATORS, Constraint, compile_constraint, normalize_constraint
+from agent_guard._context import current_task, run_in_task_context
+from agent_guard._grant import DEFAULT_AUDIENCE, DEFAULT_ISSUER, GRANT_TYP, GrantClaims, verify_grant
+from agent_guard._guard import ApprovalRequest, AuditSink, Guard, Task, TaskContext, ToolCall
+from agent_guard._keys import KeySet, SigningKey
+from agent_guard._models import AgentIdentity, Capability, Decision, Plan, Policy, Step
+from agent_guard._scope import ScopedStep, TaskScope, derive_scope
+from agent_guard._store import ConsumeResult, GrantStore, InMemoryGrantStore
+from agent_guard.exceptions import (
+    AgentGuardError,
+    ConfigError,
+    GrantError,
+    MissingDependencyError,
+    PlanRejected,
+    PlanViolation,
+    StoreUnavailable,
+    ToolCallDenied,
+)
+
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_ISSUER",
+    "GRANT_TYP",
+    "OPERATORS",
+    "AgentGuardError",
+    "AgentIdentity",
+    "ApprovalRequest",
+    "AuditSink",
+    "Capability",
+    "ConfigError",
+    "Constraint",
+    "ConsumeResult",
+    "Decision",
+    "GrantClaims",
+    "GrantError",
+    "GrantStore",
+    "Guard",
+    "InMemoryGrantStore",
+    "KeySet",
+    "MissingDependencyError",
+    "Plan",
+    "PlanRejected",
+    "PlanViolation",
+    "Policy",
+    "ScopedStep",
+    "SigningKey",
+    "Step",
+    "StoreUnavailable",
+    "Task",
+    "TaskContext",
+    "TaskScope",
+    "ToolCall",
+    "ToolCallDenied",
+    "__version__",
+    "compile_constraint",
+    "current_task",
+    "derive_scope",
+    "normalize_constraint",
+    "reasons",
+    "run_in_task_context",
+    "semconv",
+    "verify_grant",
+]

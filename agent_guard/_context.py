@@ -1,0 +1,36 @@
+"""The current task, held in a ContextVar (isolated per thread and per asyncio task)."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from agent_guard._guard import Task
+
+__all__ = ["current_task", "run_in_task_context"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+CURRENT_TASK: contextvars.ContextVar[Task | None] = contextvars.ContextVar("agent_guard_task", default=None)
+
+
+def current_task() -> Task | None:
+    """The task entered in this context (``with guard.task(...)``), or ``None``."""
+    return CURRENT_TASK.get()
+
+
+def run_in_task_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Bind ``fn`` to a copy of the current context, so a worker thread sees the current task.
+
+    ``executor.submit(run_in_task_context(tool), ...)`` is the same as submitting
+    ``contextvars.copy_context().run`` with ``tool``: the copy is taken now, when this is called.
+    """
+    ctx = contextvars.copy_context()
+
+    def bound(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return ctx.copy().run(fn, *args, **kwargs)
+
+    return bound

@@ -1,0 +1,215 @@
+"""Grant tokens: the claim set, minting, and hardened verification (RFC 8725, PyJWT checklist)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import jwt
+from pydantic import ConfigDict, Field
+
+from agent_guard import reasons
+from agent_guard._keys import KeySet
+from agent_guard._models import MAX_TTL_S, AgentIdentity, _Frozen
+from agent_guard._scope import TaskScope
+from agent_guard.exceptions import ConfigError, GrantError
+
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_ISSUER",
+    "GRANT_TYP",
+    "GrantClaims",
+    "mint_grant",
+    "verify_grant",
+]
+
+GRANT_TYP: Final = "agent-grant+jwt"
+DEFAULT_ISSUER: Final = "urn:agent-guard:issuer"
+DEFAULT_AUDIENCE: Final = "urn:agent-guard:pep"
+MAX_LEEWAY_S: Final = 30
+MAX_TOKEN_BYTES: Final = 64 * 1024
+_ACCEPTED_TYP: Final = frozenset({GRANT_TYP, f"application/{GRANT_TYP}"})
+_FORBIDDEN_HEADERS: Final = ("jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256")
+_TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_REQUIRED: Final = ["iss", "sub", "aud", "exp", "nbf", "iat", "jti"]
+_DECODER: Final = jwt.PyJWT(
+    options={
+        "require": _REQUIRED,
+        "strict_aud": True,
+        "enforce_minimum_key_length": True,
+        # Time checks are done below with the guard's clock (deterministic, and lifetime-capped).
+        "verify_exp": False,
+        "verify_nbf": False,
+        "verify_iat": False,
+    }
+)
+
+
+class _Claims(_Frozen):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+class Actor(_Claims):
+    """RFC 8693 ``act``: the acting agent (nested ``act`` for a chain of sub-agents)."""
+
+    sub: str = Field(min_length=1)
+    act: Actor | None = None
+
+
+class TaskContextClaim(_Claims):
+    """``tctx``: immutable context of the run the grant belongs to."""
+
+    plan_hash: str = Field(min_length=1)
+    policy_hash: str = Field(min_length=1)
+    steps: int = Field(ge=1)
+    ordered: bool = False
+    tenant: str | None = None
+
+
+class GrantClaims(_Claims):
+    """The verified claims of a grant (frozen). ``model_dump()`` gives the plain dict."""
+
+    iss: str
+    sub: str
+    aud: str
+    iat: int
+    nbf: int
+    exp: int
+    jti: str = Field(min_length=16)
+    act: Actor
+    txn: str = Field(min_length=1)
+    tctx: TaskContextClaim
+    authorization_details: tuple[dict[str, Any], ...] = Field(min_length=1)
+
+    @property
+    def agent_id(self) -> str:
+        """The current actor (outermost ``act.sub``); the only actor used for decisions."""
+        return self.act.sub
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The distinct tools the grant covers."""
+        return tuple(dict.fromkeys(str(d.get("identifier")) for d in self.authorization_details))
+
+    def scope(self) -> TaskScope:
+        """Rebuild the task scope this grant carries (fails closed with :class:`GrantError`)."""
+        scope = TaskScope.from_authorization_details(
+            self.authorization_details, agent_id=self.agent_id, ordered=self.tctx.ordered,
+            plan_hash=self.tctx.plan_hash, policy_hash=self.tctx.policy_hash,
+        )
+        if len(scope.steps) != self.tctx.steps:
+            raise GrantError("tctx.steps does not match authorization_details")
+        return scope
+
+
+def mint_grant(
+    keys: KeySet,
+    scope: TaskScope,
+    identity: AgentIdentity,
+    *,
+    ttl_s: int,
+    now: float,
+    issuer: str = DEFAULT_ISSUER,
+    audience: str = DEFAULT_AUDIENCE,
+    task_id: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Sign a grant for ``scope``. Returns ``(token, claims)``; the caller verifies before use."""
+    if not 1 <= ttl_s <= MAX_TTL_S:
+        raise ConfigError(f"ttl_s: {ttl_s} is outside 1..{MAX_TTL_S} seconds")
+    key = keys.current
+    iat = int(now)
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": identity.subject,
+        "aud": audience,
+        "iat": iat,
+        "nbf": iat,
+        "exp": iat + ttl_s,
+        "jti": secrets.token_urlsafe(16),
+        "act": {"sub": identity.agent_id},
+        "txn": task_id or secrets.token_urlsafe(12),
+        "tctx": {
+            "plan_hash": scope.plan_hash,
+            "policy_hash": scope.policy_hash,
+            "steps": len(scope.steps),
+            "ordered": scope.ordered,
+        },
+        "authorization_details": scope.authorization_details(),
+    }
+    if identity.tenant is not None:
+        claims["tctx"]["tenant"] = identity.tenant
+    token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"typ": GRANT_TYP, "kid": key.kid})
+    return token, claims
+
+
+def _peek_kid(token: str) -> str:
+    """Read ``kid`` from the header, only to look a key up (never to decide anything)."""
+    try:
+        segment = token.split(".", 1)[0]
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        raise GrantError("the token header is not valid JSON") from None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    if not isinstance(kid, str) or not kid:
+        raise GrantError("the token header has no kid")
+    return kid
+
+
+def verify_grant(
+    token: str,
+    keys: KeySet | Mapping[str, Any] | str,
+    *,
+    audience: str = DEFAULT_AUDIENCE,
+    issuer: str = DEFAULT_ISSUER,
+    leeway_s: float = 0,
+    max_ttl_s: int = MAX_TTL_S,
+    clock: Callable[[], float] | None = None,
+) -> GrantClaims:
+    """Verify a grant and return its claims; raise :class:`GrantError` on any failure.
+
+    ``keys`` is a :class:`KeySet` or a JWKS (dict or JSON text). The algorithm is pinned to the
+    key found by ``kid``; ``typ``, ``iss``, ``aud``, every required claim, ``nbf``/``iat``/``exp``
+    (with ``leeway_s`` ≤ 30 s) and the lifetime cap are checked; ``jku``/``x5u``/``jwk``/``x5c``
+    headers are refused. ``reason`` on the error is ``expired`` or ``invalid_grant``.
+    """
+    if not 0 <= leeway_s <= MAX_LEEWAY_S:
+        raise ConfigError(f"leeway_s: {leeway_s} is outside 0..{MAX_LEEWAY_S} seconds")
+    key_set = keys if isinstance(keys, KeySet) else KeySet.from_jwks(keys)
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or not _TOKEN_SHAPE.fullmatch(token):
+        raise GrantError("the token is not a compact JWS")
+    key = key_set.get(_peek_kid(token))
+    if key is None:
+        raise GrantError("the token was signed by a key outside the trusted key set")
+    try:
+        decoded = _DECODER.decode_complete(
+            token, key.public, algorithms=[key.alg], audience=audience, issuer=issuer
+        )
+    except jwt.PyJWTError as err:
+        raise GrantError(f"verification failed ({type(err).__name__})") from None
+    header = decoded["header"]
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYP:
+        raise GrantError(f"the token typ is not {GRANT_TYP}")
+    if any(h in header for h in _FORBIDDEN_HEADERS):
+        raise GrantError("the token header carries a key reference (jku/x5u/jwk/x5c), which is refused")
+    try:
+        claims = GrantClaims.model_validate(decoded["payload"])
+    except ConfigError:
+        raise GrantError("the grant's claims are malformed") from None
+    now = (clock or time.time)()
+    if claims.iat > now + leeway_s or claims.nbf > now + leeway_s:
+        raise GrantError("the grant is not valid yet (iat/nbf in the future)")
+    if claims.exp <= claims.iat or claims.exp - claims.iat > min(max_ttl_s, MAX_TTL_S):
+        raise GrantError(f"the grant's lifetime exceeds the {min(max_ttl_s, MAX_TTL_S)} s cap")
+    if claims.exp <= now - leeway_s:
+        raise GrantError("the grant has expired", reason=reasons.EXPIRED)
+    return claims
+
+
+# Keep pydantic from rejecting the recursive model at import time.
+Actor.model_rebuild()

@@ -1,0 +1,242 @@
+"""Frozen data models: identity, policy ceiling, plan, decision.
+
+Every model loads from plain dicts or JSON (``Model.model_validate(...)``,
+``Model.model_validate_json(...)``); policies also from a YAML or JSON file
+(:meth:`Policy.from_file`). Invalid input raises :class:`~agent_guard.ConfigError`
+naming the offending field.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from agent_guard._constraints import Constraint, normalize_constraint
+from agent_guard.exceptions import ConfigError, MissingDependencyError
+
+__all__ = ["AgentIdentity", "Capability", "Decision", "Plan", "Policy", "Step", "canonical_hash"]
+
+MAX_TTL_S = 900
+"""Hard cap on a grant's lifetime, whatever the policy says."""
+
+
+def canonical_hash(data: Any) -> str:
+    """``sha-256:`` + base64url SHA-256 of the canonical (sorted, compact) JSON of ``data``."""
+    raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(raw).digest()).rstrip(b"=").decode()
+    return f"sha-256:{digest}"
+
+
+def _format_errors(model: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors(include_url=False):
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc or '(root)'}: {msg}")
+    return f"invalid {model}:\n" + "\n".join(lines)
+
+
+class _Frozen(BaseModel):
+    """Base: frozen, no unknown fields, pydantic errors re-raised as ConfigError."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(_format_errors(type(self).__name__, err)) from None
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as err:
+            raise ConfigError(_format_errors(cls.__name__, err)) from None
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        try:
+            return super().model_validate_json(json_data, *args, **kwargs)
+        except ValidationError as err:
+            raise ConfigError(_format_errors(cls.__name__, err)) from None
+
+
+def _normalize_args(value: Any) -> dict[str, Constraint]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError("args must be an object mapping argument names to constraints")
+    out: dict[str, Constraint] = {}
+    for name, spec in value.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError("argument names must be non-empty strings")
+        try:
+            out[name] = normalize_constraint(spec, name)
+        except ConfigError as err:
+            raise ValueError(str(err)) from None
+    return out
+
+
+ArgSpecs = Annotated[dict[str, Constraint], BeforeValidator(_normalize_args)]
+"""Argument name -> normalized constraint (literals become ``{"eq": value}``)."""
+
+
+class AgentIdentity(_Frozen):
+    """Who acts and for whom. Supplied by the host application; agent_guard never invents it."""
+
+    agent_id: str = Field(min_length=1, description="The agent's stable id (must match its policy).")
+    user_id: str | None = Field(default=None, description="The user the agent acts for, if any.")
+    tenant: str | None = Field(default=None, description="Tenant or organisation, if any.")
+
+    @property
+    def subject(self) -> str:
+        """The grant's ``sub``: the user, or the agent itself when it acts for no one."""
+        return self.user_id or self.agent_id
+
+
+class Capability(_Frozen):
+    """The most an agent may ever do with one tool: argument constraints and flags.
+
+    ``Capability("send_email", args={"to": {"glob": "*@example.com"}})``. ``args`` lists every
+    argument the agent may ever pass; a plan step may only list arguments named here.
+    """
+
+    tool: str = Field(min_length=1)
+    args: ArgSpecs = Field(default_factory=dict)
+    requires_approval: bool = False
+    max_calls: int | None = Field(default=None, ge=1, description="Most calls one plan step may plan.")
+    description: str | None = None
+
+    def __init__(self, tool: str | None = None, /, **data: Any) -> None:
+        if tool is not None:
+            data["tool"] = tool
+        super().__init__(**data)
+
+
+
+class Policy(_Frozen):
+    """The ceiling for one agent: every capability it may ever be granted, and the longest TTL."""
+
+    agent_id: str = Field(min_length=1)
+    capabilities: tuple[Capability, ...] = ()
+    max_ttl_s: int = Field(default=MAX_TTL_S, ge=1, le=MAX_TTL_S)
+
+    @model_validator(mode="after")
+    def _unique_tools(self) -> Policy:
+        seen: set[str] = set()
+        for cap in self.capabilities:
+            if cap.tool in seen:
+                raise ValueError(
+                    f"capabilities: tool {cap.tool!r} appears twice; merge its argument constraints into one entry"
+                )
+            seen.add(cap.tool)
+        return self
+
+    def capability(self, tool: str) -> Capability | None:
+        """The capability for ``tool``, or ``None`` when the policy does not allow it."""
+        for cap in self.capabilities:
+            if cap.tool == tool:
+                return cap
+        return None
+
+    @property
+    def policy_hash(self) -> str:
+        """Canonical hash of the policy, recorded in every grant's ``tctx``."""
+        return canonical_hash(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Policy:
+        """Load a policy from a ``.json``, ``.yaml`` or ``.yml`` file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"policy file {str(p)!r} cannot be read: {err.strerror}") from None
+        if p.suffix.lower() in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise MissingDependencyError("loading a YAML policy", "pip install 'agent-guard[yaml]'") from None
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ConfigError(f"policy file {str(p)!r} is not valid YAML: {err}") from None
+        elif p.suffix.lower() == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"policy file {str(p)!r} is not valid JSON: {err}") from None
+        else:
+            raise ConfigError(f"policy file {str(p)!r}: use a .json, .yaml or .yml file")
+        result: Policy = cls.model_validate(data)
+        return result
+
+
+class Step(_Frozen):
+    """One planned tool call: the tool, every argument it may pass, and how many calls.
+
+    A literal argument value means "must equal"; a constraint object narrows;
+    ``{"any": True}`` lists an argument without narrowing it. An argument a step does not list
+    is refused at call time.
+    """
+
+    tool: str = Field(min_length=1)
+    args: ArgSpecs = Field(default_factory=dict)
+    max_calls: int = Field(default=1, ge=1, le=1_000_000)
+    description: str | None = None
+
+    def __init__(self, tool: str | None = None, /, **data: Any) -> None:
+        if tool is not None:
+            data["tool"] = tool
+        super().__init__(**data)
+
+
+
+class Plan(_Frozen):
+    """The agent's intent for one task: an ordered list of steps.
+
+    With ``ordered=True`` calls must follow the steps in order (a step may be repeated within its
+    budget; moving to the next step closes the previous one).
+    """
+
+    goal: str = ""
+    steps: tuple[Step, ...] = Field(min_length=1)
+    ordered: bool = False
+
+    @property
+    def plan_hash(self) -> str:
+        """Canonical hash of the plan, recorded in every grant's ``tctx``."""
+        return canonical_hash(self.model_dump(mode="json"))
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The distinct tools the plan uses, in first-use order."""
+        return tuple(dict.fromkeys(s.tool for s in self.steps))
+
+
+class Decision(_Frozen):
+    """The outcome of one authorization check.
+
+    ``allowed`` is the verdict; ``reason`` is a stable code (``None`` when allowed); ``message`` is
+    one sentence safe to show a model (it never echoes argument values or tokens).
+    """
+
+    allowed: bool
+    tool: str
+    reason: str | None = None
+    message: str = ""
+    step: int | None = None
+    grant_id: str | None = None
+    task_id: str | None = None
+    argument: str | None = None
+    allowed_tools: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.allowed

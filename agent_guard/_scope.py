@@ -1,0 +1,206 @@
+"""Task scope: a plan intersected with the policy ceiling, and its wire form in a grant."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from pydantic import Field
+
+from agent_guard import reasons
+from agent_guard._constraints import Constraint, compile_constraint, is_narrowing, is_optional
+from agent_guard._models import Capability, Plan, Policy, _Frozen
+from agent_guard.exceptions import GrantError, PlanRejected, PlanViolation
+
+__all__ = ["DETAIL_TYPE", "ScopedStep", "TaskScope", "derive_scope"]
+
+DETAIL_TYPE: Final = "urn:agent-guard:tool-call"
+"""The RFC 9396 ``type`` of every ``authorization_details`` entry in a grant."""
+
+
+class ScopedStep(_Frozen):
+    """One step of a scope: its effective constraints are step AND ceiling, per argument."""
+
+    index: int = Field(ge=0)
+    tool: str
+    args: dict[str, tuple[Constraint, ...]] = Field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    max_calls: int = Field(default=1, ge=1)
+    requires_approval: bool = False
+
+    def to_detail(self) -> dict[str, Any]:
+        """This step as one RFC 9396 ``authorization_details`` entry."""
+        return {
+            "type": DETAIL_TYPE,
+            "identifier": self.tool,
+            "actions": ["invoke"],
+            "args": {name: list(specs) for name, specs in self.args.items()},
+            "required": list(self.required),
+            "limits": {"max_calls": self.max_calls},
+            "step": self.index,
+        }
+
+
+class TaskScope(_Frozen):
+    """What one task may do: the plan's steps, each capped by the policy ceiling."""
+
+    agent_id: str
+    steps: tuple[ScopedStep, ...] = Field(min_length=1)
+    ordered: bool = False
+    plan_hash: str = ""
+    policy_hash: str = ""
+
+    @property
+    def tools(self) -> tuple[str, ...]:
+        """The distinct tools in scope, in plan order."""
+        return tuple(dict.fromkeys(s.tool for s in self.steps))
+
+    def restrict(self, tools: Iterable[str]) -> TaskScope:
+        """A new, narrower scope keeping only the steps of ``tools`` (for a sub-agent)."""
+        keep = set(tools)
+        steps = tuple(s for s in self.steps if s.tool in keep)
+        if not steps:
+            raise ValueError("restrict() would leave no step; name at least one tool of the scope")
+        return self.model_copy(update={"steps": steps})
+
+    def authorization_details(self) -> list[dict[str, Any]]:
+        """The scope as the grant's ``authorization_details`` claim (one entry per step)."""
+        return [step.to_detail() for step in self.steps]
+
+    @classmethod
+    def from_authorization_details(
+        cls, details: Sequence[Mapping[str, Any]], *, agent_id: str, ordered: bool, plan_hash: str, policy_hash: str
+    ) -> TaskScope:
+        """Rebuild a scope from a verified grant. Anything malformed raises :class:`GrantError`.
+
+        Constraint operands are not re-validated here: the compiler fails closed on them.
+        """
+        steps: list[ScopedStep] = []
+        try:
+            for i, entry in enumerate(details):
+                if entry.get("type") != DETAIL_TYPE:
+                    raise GrantError(f"authorization_details[{i}] has an unknown type")
+                if entry.get("actions") != ["invoke"]:
+                    raise GrantError(f"authorization_details[{i}] has unknown actions")
+                args = entry.get("args")
+                limits = entry.get("limits")
+                if not isinstance(args, Mapping) or not isinstance(limits, Mapping):
+                    raise GrantError(f"authorization_details[{i}] lacks args or limits")
+                steps.append(
+                    ScopedStep.model_construct(
+                        index=_int(entry.get("step"), i),
+                        tool=_str(entry.get("identifier"), i),
+                        args={_str(k, i): tuple(_constraints(v, i)) for k, v in args.items()},
+                        required=tuple(_str(r, i) for r in _list(entry.get("required", []), i)),
+                        max_calls=_int(limits.get("max_calls"), i, minimum=1),
+                        requires_approval=False,
+                    )
+                )
+        except (AttributeError, TypeError) as err:
+            raise GrantError(f"authorization_details is malformed ({type(err).__name__})") from None
+        if not steps:
+            raise GrantError("authorization_details is empty")
+        if [s.index for s in steps] != list(range(len(steps))):
+            raise GrantError("authorization_details steps are not numbered 0..n-1")
+        return cls.model_construct(
+            agent_id=agent_id, steps=tuple(steps), ordered=ordered, plan_hash=plan_hash, policy_hash=policy_hash
+        )
+
+
+def _str(value: Any, i: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise GrantError(f"authorization_details[{i}] has a non-string name")
+    return value
+
+
+def _int(value: Any, i: int, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise GrantError(f"authorization_details[{i}] has an invalid number")
+    return value
+
+
+def _list(value: Any, i: int) -> list[Any]:
+    if not isinstance(value, list):
+        raise GrantError(f"authorization_details[{i}] has a malformed list")
+    return value
+
+
+def _constraints(value: Any, i: int) -> list[Constraint]:
+    specs = _list(value, i)
+    if not all(isinstance(s, dict) for s in specs):
+        raise GrantError(f"authorization_details[{i}] has a malformed constraint")
+    return specs
+
+
+def _literal_values(spec: Constraint) -> list[Any] | None:
+    """The concrete values a step spec admits, when it is a pure literal (``eq``/``in``)."""
+    ops = set(spec) - {"optional"}
+    if ops == {"eq"}:
+        return [spec["eq"]]
+    if ops == {"in"}:
+        return list(spec["in"])
+    return None
+
+
+def _check_step_args(index: int, tool: str, args: Mapping[str, Constraint], cap: Capability) -> list[PlanViolation]:
+    violations: list[PlanViolation] = []
+    for name, spec in args.items():
+        ceiling = cap.args.get(name)
+        if ceiling is None:
+            allowed = ", ".join(sorted(cap.args)) or "none"
+            violations.append(
+                PlanViolation(index, tool, reasons.PLAN_EXCEEDS_POLICY,
+                              f"the policy does not allow this argument (allowed: {allowed})", argument=name)
+            )
+            continue
+        values = _literal_values(spec)
+        if values is not None and is_narrowing(ceiling):
+            check = compile_constraint(ceiling)
+            if not all(check(v) for v in values):
+                violations.append(
+                    PlanViolation(index, tool, reasons.PLAN_EXCEEDS_POLICY,
+                                  "the planned value is outside the policy's constraint", argument=name)
+                )
+    return violations
+
+
+def derive_scope(plan: Plan, policy: Policy) -> TaskScope:
+    """Intersect ``plan`` with the ``policy`` ceiling.
+
+    Each step's effective constraint per argument is the step's AND the ceiling's. A step whose
+    tool or argument the ceiling does not allow, or whose literal value the ceiling refuses,
+    rejects the whole plan: :class:`PlanRejected` lists every violation. Approval is not asked
+    here; steps on capabilities with ``requires_approval`` are flagged for the guard.
+    """
+    violations: list[PlanViolation] = []
+    steps: list[ScopedStep] = []
+    for index, step in enumerate(plan.steps):
+        cap = policy.capability(step.tool)
+        if cap is None:
+            violations.append(
+                PlanViolation(index, step.tool, reasons.PLAN_EXCEEDS_POLICY,
+                              f"the policy for agent {policy.agent_id!r} does not include this tool")
+            )
+            continue
+        violations.extend(_check_step_args(index, step.tool, step.args, cap))
+        if cap.max_calls is not None and step.max_calls > cap.max_calls:
+            violations.append(
+                PlanViolation(index, step.tool, reasons.PLAN_EXCEEDS_POLICY,
+                              f"max_calls {step.max_calls} is above the policy's limit of {cap.max_calls}")
+            )
+        args = {
+            name: (spec, cap.args[name]) if is_narrowing(cap.args.get(name, {})) else (spec,)
+            for name, spec in step.args.items()
+            if name in cap.args
+        }
+        required = tuple(n for n, spec in step.args.items() if is_narrowing(spec) and not is_optional(spec))
+        steps.append(
+            ScopedStep(index=index, tool=step.tool, args=args, required=required, max_calls=step.max_calls,
+                       requires_approval=cap.requires_approval)
+        )
+    if violations:
+        raise PlanRejected(violations)
+    return TaskScope(
+        agent_id=policy.agent_id, steps=tuple(steps), ordered=plan.ordered, plan_hash=plan.plan_hash,
+        policy_hash=policy.policy_hash,
+    )

@@ -1,0 +1,132 @@
+"""OpenTelemetry emission: task spans, grant events and one ``execute_tool`` span per decision.
+
+Only the OpenTelemetry API is used; pass a ``tracer_provider`` or the global one applies.
+Argument values and results are recorded only with ``record_arguments=True``; tokens never.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+
+from agent_guard import semconv as sc
+
+if TYPE_CHECKING:
+    from agent_guard._guard import Task
+    from agent_guard._models import Decision
+
+__all__ = ["SpanEmitter"]
+
+_DENIED_ERROR_TYPE: Final = "agent_guard.ToolCallDenied"
+_MAX_RECORDED: Final = 4096
+
+
+def _json(value: Any) -> str:
+    try:
+        text = json.dumps(value, default=repr, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text[:_MAX_RECORDED]
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SpanEmitter:
+    """Creates agent_guard's spans on one tracer."""
+
+    def __init__(self, tracer_provider: TracerProvider | None, *, record_arguments: bool) -> None:
+        from agent_guard import __version__
+
+        self.tracer = trace.get_tracer("agent_guard", __version__, tracer_provider=tracer_provider)
+        self.record_arguments = record_arguments
+
+    # -- task ---------------------------------------------------------------------------------
+    def start_task(self, task: Task) -> tuple[Span, object]:
+        """Open ``invoke_agent {agent}`` as the current span; returns the span and a detach token."""
+        attributes = {sc.OPERATION_NAME: "invoke_agent", **task.base_attributes}
+        span = self.tracer.start_span(
+            sc.invoke_agent_span_name(task.identity.agent_id), kind=SpanKind.INTERNAL, attributes=attributes
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        return span, token
+
+    def end_task(self, span: Span, token: object) -> None:
+        """Close a task span opened by :meth:`start_task`."""
+        try:
+            otel_context.detach(token)  # type: ignore[arg-type]
+        finally:
+            span.end()
+
+    def grant_event(self, task: Task, name: str, reason: str | None = None) -> None:
+        """Record ``agent_guard.grant.issued``/``revoked`` on the task span (or a span of its own)."""
+        attributes: dict[str, Any] = {
+            **task.base_attributes,
+            sc.GRANT_TOOLS: list(task.scope.tools),
+            sc.GRANT_EXPIRES_AT: _rfc3339(task.expires_at),
+        }
+        if reason is not None:
+            attributes[sc.GRANT_REVOCATION_REASON] = reason
+        span = task.span
+        if span is not None and span.is_recording():
+            span.add_event(name, attributes=attributes)
+            return
+        lone = self.tracer.start_span(name, kind=SpanKind.INTERNAL, attributes=attributes)
+        lone.add_event(name, attributes=attributes)
+        lone.end()
+
+    # -- tool calls ---------------------------------------------------------------------------
+    def start_tool(
+        self,
+        decision: Decision,
+        task: Task | None,
+        *,
+        call_id: str | None,
+        description: str | None,
+        arguments: Mapping[str, Any] | None,
+    ) -> Span:
+        """Start the ``execute_tool {tool}`` span of one decision (not yet current)."""
+        attributes: dict[str, Any] = {
+            sc.OPERATION_NAME: "execute_tool",
+            sc.TOOL_NAME: decision.tool,
+            sc.TOOL_TYPE: "function",
+            sc.DECISION_OUTCOME: "allow" if decision.allowed else "deny",
+        }
+        if task is not None:
+            attributes.update(task.base_attributes)
+        if call_id:
+            attributes[sc.TOOL_CALL_ID] = call_id
+        if description:
+            attributes[sc.TOOL_DESCRIPTION] = description[:256]
+        if decision.step is not None:
+            attributes[sc.PLAN_STEP] = decision.step
+        if not decision.allowed:
+            attributes[sc.DECISION_REASON] = decision.reason or ""
+            attributes[sc.ERROR_TYPE] = _DENIED_ERROR_TYPE
+        if self.record_arguments and arguments is not None:
+            attributes[sc.TOOL_CALL_ARGUMENTS] = _json(dict(arguments))
+        span = self.tracer.start_span(
+            sc.execute_tool_span_name(decision.tool), kind=SpanKind.INTERNAL, attributes=attributes
+        )
+        if not decision.allowed:
+            span.set_status(Status(StatusCode.ERROR, decision.reason))
+        return span
+
+    def record_result(self, span: Span, result: Any) -> None:
+        """Record the tool's result on its span (only with ``record_arguments=True``)."""
+        if self.record_arguments:
+            span.set_attribute(sc.TOOL_CALL_RESULT, _json(result))
+
+    @staticmethod
+    def record_tool_error(span: Span, error: BaseException) -> None:
+        """Mark an allowed call whose tool raised: ``error.type`` and status ERROR (no message text)."""
+        cls = type(error)
+        span.set_attribute(sc.ERROR_TYPE, f"{cls.__module__}.{cls.__qualname__}")
+        span.set_status(Status(StatusCode.ERROR, cls.__name__))
