@@ -1,0 +1,3 @@
+"""agent_guard adapter for langchain."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""agent_guard adapter for llamaindex."""
+
+__all__: list[str] = []
