@@ -7,6 +7,7 @@ Every exception derives from :class:`AgentGuardError`::
     ├── MissingDependencyError (also ImportError)   an optional extra is not installed
     ├── GrantError                          a grant token failed verification (reason "invalid_grant"/"expired")
     ├── PlanRejected                        a plan could not be turned into a grant (mint time)
+    ├── PlannerError                        a planner's output was not a usable plan
     ├── StoreUnavailable                    the grant store could not be reached (fail closed)
     └── ToolCallDenied                      a tool call was refused (call time)
 
@@ -31,6 +32,7 @@ __all__ = [
     "MissingDependencyError",
     "PlanRejected",
     "PlanViolation",
+    "PlannerError",
     "StoreUnavailable",
     "ToolCallDenied",
 ]
@@ -103,6 +105,18 @@ class PlanRejected(AgentGuardError):
         self.reason: str = self.violations[0].reason
         lines = "\n".join(f"  - {v}" for v in self.violations)
         super().__init__(f"plan rejected ({self.reason}), {len(self.violations)} violation(s):\n{lines}")
+
+
+class PlannerError(AgentGuardError):
+    """A planner (e.g. an LLM) produced output that is not a valid plan; nothing was granted.
+
+    ``problems`` lists each defect (field and what is wrong).
+    """
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        self.problems: tuple[str, ...] = tuple(problems)
+        detail = "".join(f"\n  - {p}" for p in self.problems)
+        super().__init__(message + detail)
 
 
 class ToolCallDenied(AgentGuardError):
