@@ -151,7 +151,7 @@ def _strict_equal(a: object, b: object) -> bool:
             return False
     if isinstance(a, (list, tuple)):
         assert isinstance(b, (list, tuple))
-        return len(a) == len(b) and all(_strict_equal(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_strict_equal(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict):
         assert isinstance(b, dict)
         return a.keys() == b.keys() and all(_strict_equal(a[k], b[k]) for k in a)

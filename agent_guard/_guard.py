@@ -16,7 +16,14 @@ from opentelemetry.trace import Span, TracerProvider
 from agent_guard import reasons
 from agent_guard import semconv as sc
 from agent_guard._context import CURRENT_TASK
-from agent_guard._grant import DEFAULT_AUDIENCE, DEFAULT_ISSUER, MAX_LEEWAY_S, GrantClaims, mint_grant, verify_grant
+from agent_guard._grant import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_ISSUER,
+    MAX_LEEWAY_S,
+    GrantClaims,
+    mint_grant,
+    verify_grant,
+)
 from agent_guard._keys import KeySet
 from agent_guard._matcher import CompiledScope
 from agent_guard._models import MAX_TTL_S, AgentIdentity, Decision, Plan, Policy, _Frozen

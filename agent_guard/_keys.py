@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
@@ -168,6 +169,56 @@ class KeySet:
             if kid == self._current:
                 raise ConfigError(f"retire: {kid!r} is the current signing key; rotate() first")
             self._keys.pop(kid, None)
+
+    def to_private_jwks(self) -> dict[str, Any]:
+        """Every signing key *with its private half* as a JWKS; store it like a password (mode 0600).
+
+        The current signer is listed last. HMAC secrets are included as ``oct`` keys.
+        """
+        with self._lock:
+            keys = sorted(self._keys.values(), key=lambda k: k.kid == self._current)
+        out: list[dict[str, Any]] = []
+        for key in keys:
+            if not key.can_sign:
+                continue
+            if key.alg == "EdDSA":
+                jwk: dict[str, Any] = OKPAlgorithm.to_jwk(key.private, as_dict=True)
+            elif key.alg == "ES256":
+                jwk = ECAlgorithm.to_jwk(key.private, as_dict=True)
+            else:
+                jwk = {"kty": "oct", "k": base64.urlsafe_b64encode(key.private).rstrip(b"=").decode()}
+            jwk.update({"kid": key.kid, "alg": key.alg, "use": "sig"})
+            out.append(jwk)
+        return {"keys": out}
+
+    @classmethod
+    def from_private_jwks(cls, jwks: Mapping[str, Any] | str) -> KeySet:
+        """Load signing keys written by :meth:`to_private_jwks` (the last key becomes current)."""
+        try:
+            data = json.loads(jwks) if isinstance(jwks, str) else jwks
+            entries = data["keys"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigError('keys: expected a JSON object {"keys": [...]}') from None
+        keys: list[SigningKey] = []
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            kid, alg = entry.get("kid"), entry.get("alg")
+            if not isinstance(kid, str) or alg not in ALGORITHMS:
+                raise ConfigError(f"keys[{i}]: needs a kid and an alg among {', '.join(ALGORITHMS)}")
+            try:
+                if alg == "HS256":
+                    secret = base64.urlsafe_b64decode(entry["k"] + "=" * (-len(entry["k"]) % 4))
+                    keys.append(SigningKey(kid, alg, secret, secret))
+                    continue
+                pyjwk = jwt.PyJWK(entry, algorithm=alg)
+            except (KeyError, TypeError, ValueError, jwt.PyJWTError) as err:
+                raise ConfigError(f"keys[{i}]: not a valid private {alg} key ({type(err).__name__})") from None
+            private = pyjwk.key
+            if not hasattr(private, "public_key"):
+                raise ConfigError(f"keys[{i}]: holds no private key; use KeySet.from_jwks for public keys")
+            keys.append(SigningKey(kid, alg, private, private.public_key()))
+        if not keys:
+            raise ConfigError("keys: the file holds no signing key")
+        return cls(keys, current=keys[-1].kid)
 
     def jwks(self) -> dict[str, Any]:
         """The public keys as a JWKS (private halves and HMAC secrets are never included)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from typing_extensions import Self
 
 from agent_guard._constraints import Constraint, normalize_constraint
 from agent_guard.exceptions import ConfigError, MissingDependencyError
@@ -54,14 +55,14 @@ class _Frozen(BaseModel):
             raise ConfigError(_format_errors(type(self).__name__, err)) from None
 
     @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as err:
             raise ConfigError(_format_errors(cls.__name__, err)) from None
 
     @classmethod
-    def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+    def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
         try:
             return super().model_validate_json(json_data, *args, **kwargs)
         except ValidationError as err:
@@ -175,8 +176,7 @@ class Policy(_Frozen):
                 raise ConfigError(f"policy file {str(p)!r} is not valid JSON: {err}") from None
         else:
             raise ConfigError(f"policy file {str(p)!r}: use a .json, .yaml or .yml file")
-        result: Policy = cls.model_validate(data)
-        return result
+        return cls.model_validate(data)
 
 
 class Step(_Frozen):

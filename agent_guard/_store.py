@@ -87,7 +87,7 @@ class InMemoryGrantStore(GrantStore):
         self._lock = threading.Lock()
         self._clock = clock
 
-    def activate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:  # noqa: D102
+    def activate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
         run = _Run(list(budgets), [0] * len(budgets), ordered, expires_at, sum(budgets))
         with self._lock:
             self._sweep()
@@ -98,7 +98,7 @@ class InMemoryGrantStore(GrantStore):
         for rid in [rid for rid, r in self._runs.items() if r.expires_at <= now]:
             del self._runs[rid]
 
-    def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:  # noqa: D102
+    def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
         run = self._runs.get(run_id)
         if run is None:
             return ConsumeResult("revoked")
@@ -122,7 +122,7 @@ class InMemoryGrantStore(GrantStore):
                 return ConsumeResult("ok", step)
             return ConsumeResult("out_of_order" if saw_budget else "exhausted")
 
-    def revoke(self, run_id: str) -> bool:  # noqa: D102
+    def revoke(self, run_id: str) -> bool:
         run = self._runs.get(run_id)
         if run is None:
             return False
@@ -131,6 +131,6 @@ class InMemoryGrantStore(GrantStore):
             run.active = False
             return was_active
 
-    def is_active(self, run_id: str) -> bool:  # noqa: D102
+    def is_active(self, run_id: str) -> bool:
         run = self._runs.get(run_id)
         return run is not None and run.active and run.expires_at > self._clock()

@@ -18,11 +18,11 @@ class FinishedSpan(Protocol):
     """The part of an SDK ``ReadableSpan`` these helpers read."""
 
     @property
-    def name(self) -> str: ...  # noqa: D102
+    def name(self) -> str: ...
     @property
-    def attributes(self) -> Any: ...  # noqa: D102
+    def attributes(self) -> Any: ...
     @property
-    def start_time(self) -> int | None: ...  # noqa: D102
+    def start_time(self) -> int | None: ...
 
 
 def decision_rows(spans: Iterable[FinishedSpan]) -> list[dict[str, Any]]:
@@ -58,7 +58,7 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None =
     cols = list(columns or rows[0].keys())
     cells = [[str(row.get(c, "")) for c in cols] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False))
     rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) for r in cells]
     return "\n".join([line, rule, *body])

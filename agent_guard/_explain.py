@@ -1,0 +1,73 @@
+"""Human-readable explanations of grants, shared by the CLI's ``demo`` and ``inspect``."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["explain_claims", "explain_constraints", "unverified_parts"]
+
+
+def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decode header and payload WITHOUT verifying (for display only; never for a decision)."""
+    parts = token.strip().split(".")
+    if len(parts) != 3:
+        raise ValueError("not a compact JWS (expected three dot-separated parts)")
+
+    def seg(s: str) -> dict[str, Any]:
+        value = json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+        if not isinstance(value, dict):
+            raise ValueError("a JWS segment is not a JSON object")
+        return value
+
+    return seg(parts[0]), seg(parts[1])
+
+
+def _ts(value: Any) -> str:
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return repr(value)
+
+
+def explain_constraints(specs: list[dict[str, Any]]) -> str:
+    """One short phrase for a conjunction of constraint specs."""
+    phrases = []
+    for spec in specs:
+        for op, operand in spec.items():
+            if op == "any":
+                phrases.append("any value")
+            elif op == "optional":
+                phrases.append("may be omitted" if operand else "")
+            elif op == "eq":
+                phrases.append(f"= {json.dumps(operand)}")
+            else:
+                phrases.append(f"{op} {json.dumps(operand)}")
+    return " AND ".join(p for p in phrases if p) or "any value"
+
+
+def explain_claims(header: dict[str, Any], claims: dict[str, Any]) -> list[str]:
+    """Lines that explain a grant's header and claims to a person."""
+    lines = [
+        f"header     alg={header.get('alg')} typ={header.get('typ')} kid={header.get('kid')}",
+        f"issuer     {claims.get('iss')}  ->  audience {claims.get('aud')}",
+        f"subject    {claims.get('sub')} (the user the agent acts for)",
+        f"actor      {(claims.get('act') or {}).get('sub')} (the agent, RFC 8693 act)",
+        f"task       txn={claims.get('txn')}  grant jti={claims.get('jti')}",
+        f"valid      {_ts(claims.get('nbf'))} .. {_ts(claims.get('exp'))}"
+        + (f"  ({claims['exp'] - claims['iat']} s)" if isinstance(claims.get("exp"), int) else ""),
+    ]
+    tctx = claims.get("tctx") or {}
+    lines.append(
+        f"plan       {tctx.get('steps')} step(s), ordered={tctx.get('ordered')}, plan_hash={tctx.get('plan_hash')}"
+    )
+    lines.append("scope      (authorization_details, one entry per planned step)")
+    for entry in claims.get("authorization_details") or []:
+        limit = (entry.get("limits") or {}).get("max_calls")
+        lines.append(f"  step {entry.get('step')}: {entry.get('identifier')}  max_calls={limit}")
+        for name, specs in (entry.get("args") or {}).items():
+            lines.append(f"      {name}: {explain_constraints(specs)}")
+        if not entry.get("args"):
+            lines.append("      (no arguments allowed)")
+    return lines
