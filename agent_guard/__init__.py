@@ -16,7 +16,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 
 from agent_guard import reasons, semconv
 from agent_guard._constraints import OPERATORS, Constraint, compile_constraint, normalize_constraint
-from agent_guard._context import current_task, run_in_task_context
+from agent_guard._context import current_task, run_in_task_context, use_task
 from agent_guard._grant import DEFAULT_AUDIENCE, DEFAULT_ISSUER, GRANT_TYP, GrantClaims, verify_grant
 from agent_guard._guard import ApprovalRequest, AuditSink, Guard, Task, TaskContext, ToolCall
 from agent_guard._keys import KeySet, SigningKey
@@ -28,6 +28,7 @@ from agent_guard.exceptions import (
     ConfigError,
     GrantError,
     MissingDependencyError,
+    PlannerError,
     PlanRejected,
     PlanViolation,
     StoreUnavailable,
@@ -58,6 +59,7 @@ __all__ = [
     "Plan",
     "PlanRejected",
     "PlanViolation",
+    "PlannerError",
     "Policy",
     "ScopedStep",
     "SigningKey",
@@ -76,5 +78,6 @@ __all__ = [
     "reasons",
     "run_in_task_context",
     "semconv",
+    "use_task",
     "verify_grant",
 ]

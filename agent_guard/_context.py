@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from agent_guard._guard import Task
 
-__all__ = ["current_task", "run_in_task_context"]
+__all__ = ["current_task", "run_in_task_context", "use_task"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -20,6 +21,21 @@ CURRENT_TASK: contextvars.ContextVar[Task | None] = contextvars.ContextVar("agen
 def current_task() -> Task | None:
     """The task entered in this context (``with guard.task(...)``), or ``None``."""
     return CURRENT_TASK.get()
+
+
+@contextmanager
+def use_task(task: Task | None) -> Iterator[Task | None]:
+    """Make an existing, already opened ``task`` the current task for the duration of a block.
+
+    For adapters whose framework runs a task's tool calls in contexts the task was not entered
+    in (e.g. a LangGraph node): ``with use_task(task): ...``. It neither mints nor revokes.
+    ``use_task(None)`` makes the block run with no task, so every call in it is denied (``no_grant``).
+    """
+    token = CURRENT_TASK.set(task)
+    try:
+        yield task
+    finally:
+        CURRENT_TASK.reset(token)
 
 
 def run_in_task_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:

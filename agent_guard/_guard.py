@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,6 +36,7 @@ from agent_guard.exceptions import ConfigError, PlanRejected, PlanViolation, Too
 __all__ = ["ApprovalRequest", "AuditSink", "Guard", "Task", "TaskContext", "ToolCall"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_log = logging.getLogger("agent_guard")
 DEFAULT_TTL_S = 300
 
 
@@ -144,6 +146,14 @@ class Task:
         return f"<Task id={self.id!r} agent={self.identity.agent_id!r} tools={list(self.tools)!r} {state}>"
 
 
+def _warn_revoke_failed(task: Task, err: Exception) -> None:
+    _log.warning(
+        "agent_guard: could not revoke task %s in the grant store at task exit (%s: %s); this process "
+        "denies it now, other workers keep it until its grant expires at %.0f",
+        task.id, type(err).__name__, err, task.expires_at,
+    )
+
+
 class TaskContext:
     """``with`` / ``async with`` handle returned by :meth:`Guard.task` and :meth:`Guard.attach`.
 
@@ -186,6 +196,8 @@ class TaskContext:
         try:
             if task.owner:
                 self._guard._revoke(task, "task_exit")
+        except Exception as err:  # never mask the caller's exception; the grant still dies at its TTL
+            _warn_revoke_failed(task, err)
         finally:
             self._close_span(task)
 
@@ -199,6 +211,8 @@ class TaskContext:
         try:
             if task.owner:
                 await self._guard._arevoke(task, "task_exit")
+        except Exception as err:  # never mask the caller's exception; the grant still dies at its TTL
+            _warn_revoke_failed(task, err)
         finally:
             self._close_span(task)
 

@@ -9,9 +9,11 @@ naming the offending field.
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,30 +45,44 @@ def _format_errors(model: str, err: ValidationError) -> str:
     return f"invalid {model}:\n" + "\n".join(lines)
 
 
+_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("agent_guard_validation_depth", default=0)
+
+
+@contextlib.contextmanager
+def _config_errors(model: str) -> Iterator[None]:
+    """Turn pydantic's ValidationError into ConfigError, once, at the outermost model."""
+    depth = _DEPTH.get()
+    token = _DEPTH.set(depth + 1)
+    try:
+        yield
+    except ValidationError as err:
+        if depth:  # nested model: let the outermost one report every error with its full path
+            raise
+        raise ConfigError(_format_errors(model, err)) from None
+    finally:
+        _DEPTH.reset(token)
+
+
 class _Frozen(BaseModel):
     """Base: frozen, no unknown fields, pydantic errors re-raised as ConfigError."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
     def __init__(self, **data: Any) -> None:
-        try:
+        with _config_errors(type(self).__name__):
             super().__init__(**data)
-        except ValidationError as err:
-            raise ConfigError(_format_errors(type(self).__name__, err)) from None
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
-        try:
+        """Validate a dict (or object); raises :class:`ConfigError` naming each bad field."""
+        with _config_errors(cls.__name__):
             return super().model_validate(obj, *args, **kwargs)
-        except ValidationError as err:
-            raise ConfigError(_format_errors(cls.__name__, err)) from None
 
     @classmethod
     def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
-        try:
+        """Validate JSON text; raises :class:`ConfigError` naming each bad field."""
+        with _config_errors(cls.__name__):
             return super().model_validate_json(json_data, *args, **kwargs)
-        except ValidationError as err:
-            raise ConfigError(_format_errors(cls.__name__, err)) from None
 
 
 def _normalize_args(value: Any) -> dict[str, Constraint]:

@@ -18,7 +18,8 @@ from typing import Final, Literal, NamedTuple
 __all__ = ["ConsumeResult", "ConsumeStatus", "GrantStore", "InMemoryGrantStore"]
 
 ConsumeStatus = Literal["ok", "completed", "revoked", "exhausted", "out_of_order"]
-"""``ok``: allowed; ``completed``: allowed and it was the last budget, so the run is now revoked;
+"""``ok``: allowed; ``completed``: allowed and no budget is left (for an ordered plan: none in the
+current or later steps, since moving to step k closes step k-1), so the run is now revoked;
 ``revoked``: the run is not active (revoked, expired or unknown); ``exhausted``: every matching
 step's budget is spent; ``out_of_order``: an ordered plan does not allow these steps now."""
 
@@ -112,10 +113,12 @@ class InMemoryGrantStore(GrantStore):
                 saw_budget = True
                 if run.ordered and not (step == run.cursor or step == run.cursor + 1):
                     continue
+                if run.ordered and step != run.cursor:
+                    if run.cursor >= 0:  # moving on closes the previous step: its leftover budget is dead
+                        run.remaining -= run.budgets[run.cursor] - run.used[run.cursor]
+                    run.cursor = step
                 run.used[step] += 1
                 run.remaining -= 1
-                if run.ordered:
-                    run.cursor = step
                 if run.remaining == 0:
                     run.active = False
                     return ConsumeResult("completed", step)

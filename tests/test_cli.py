@@ -1,0 +1,69 @@
+"""The agent-guard command line: demo, inspect, keys."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent_guard import AgentIdentity, Guard, KeySet, Plan
+from agent_guard._cli_demo import run_demo
+from agent_guard.cli import main
+
+
+def test_demo_tells_the_whole_story() -> None:
+    """The demo shows allowed calls, each denial reason, the revocation and the audit table."""
+    out = io.StringIO()
+    assert run_demo(out) == 0
+    text = out.getvalue()
+    for fragment in ("ALLOW crm_lookup", "argument_mismatch", "argument_not_allowed", "tool_not_in_scope",
+                     "budget_exhausted", "grant revoked: True (reason: plan_completed)", "(revoked)", "no_grant",
+                     "typ=agent-grant+jwt", "audit trail", "revoked      plan_completed"):
+        assert fragment in text, fragment
+
+
+def test_installed_entry_point_runs_the_demo() -> None:
+    """`agent-guard demo` works as an installed console script."""
+    exe = Path(sys.executable).with_name("agent-guard")
+    result = subprocess.run([str(exe), "demo"], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "plan_completed" in result.stdout
+
+
+def test_keys_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str], guard: Guard, plan: Plan,
+                          identity: AgentIdentity) -> None:
+    """keys prints a public JWKS and writes a 0600 private set; inspect verifies against a JWKS."""
+    private = tmp_path / "keys.json"
+    assert main(["keys", "--alg", "ES256", "--private-out", str(private)]) == 0
+    jwks = json.loads(capsys.readouterr().out)
+    assert jwks["keys"][0]["alg"] == "ES256" and "d" not in jwks["keys"][0]
+    assert os.stat(private).st_mode & 0o777 == 0o600
+    keys = KeySet.from_private_jwks(private.read_text())
+    assert keys.jwks() == jwks
+    assert main(["keys", "--private-out", str(private)]) == 1  # never overwrite a key file
+
+
+    live = Guard(guard.policy, keys=keys)
+    with live.task(plan, identity=identity) as task:
+        token = task.grant
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks))
+    capsys.readouterr()
+    assert main(["inspect", token, "--jwks", str(tmp_path / "jwks.json")]) == 0
+    out = capsys.readouterr().out
+    assert "VERIFIED" in out and "actor      support-bot" in out and "customer_id: = \"C-42\"" in out
+    assert main(["inspect", token]) == 0 and "NOT VERIFIED" in capsys.readouterr().out
+    (tmp_path / "other.json").write_text(json.dumps(KeySet.generate().jwks()))
+    assert main(["inspect", token, "--jwks", str(tmp_path / "other.json")]) == 1
+    assert "REJECTED (invalid_grant)" in capsys.readouterr().out
+    assert main(["inspect", "garbage"]) == 2
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a subcommand the CLI prints help and exits 2."""
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out

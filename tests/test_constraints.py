@@ -1,0 +1,112 @@
+"""The constraint vocabulary: validation errors and fail-closed predicates."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from agent_guard import ConfigError, compile_constraint, normalize_constraint
+from agent_guard._constraints import compile_conjunction, is_narrowing, is_optional
+
+
+def ok(spec: Any, value: Any) -> bool:
+    return compile_constraint(spec)(value)
+
+
+class TestOperators:
+    """Each operator accepts what it should and refuses the rest."""
+
+    @pytest.mark.parametrize(
+        ("spec", "good", "bad"),
+        [
+            ({"eq": "a"}, "a", ["b", None, 1]),
+            ({"eq": 1}, 1, [1.0, True, "1"]),
+            ({"eq": True}, True, [1, "true"]),
+            ({"eq": [1, "x"]}, [1, "x"], [[1], [True, "x"], "1x"]),
+            ({"eq": {"k": 1}}, {"k": 1}, [{"k": True}, {"k": 1, "j": 2}]),
+            ({"in": ["a", "b"]}, "b", ["c", None, ["a"]]),
+            ({"in": [1, 2]}, 2, [True, 2.5, "2"]),
+            ({"prefix": "O-"}, "O-17", ["X-O-17", 17, None]),
+            ({"glob": "*@example.com"}, "alice@example.com", ["alice@example.com.evil.net", "a@evil.com", 5]),
+            ({"glob": "[report] *"}, "[report] q3", ["r x", "e x"]),
+            ({"glob": r"a\*b"}, "a*b", ["axxb"]),
+            ({"regex": r"C-\d+"}, "C-42", ["C-42\n", "xC-42", "C-", 42]),
+            ({"min": 0, "max": 500}, 500, [-1, 500.5, True, math.nan, math.inf, "5"]),
+            ({"max": 10}, 2.5, [11, None]),
+            ({"max_len": 3}, "abc", ["abcd", 123]),
+            ({"max_len": 2}, [1, 2], [[1, 2, 3]]),
+            ({"host_in": ["api.example.com"]}, "https://api.example.com/v1",
+             ["http://api.example.com/", "https://good@evil.com/", "https://api.example.com.evil.com/",
+              "https://api.example.com:notaport/", 7]),
+            ({"path_prefix": "/srv/data/p42"}, "/srv/data/p42/a.csv",
+             ["/srv/data/p42-evil/x", "/srv/data/p42/../../etc/passwd", "relative/p42", "/srv/data/p42/\0x"]),
+            ({"each": {"glob": "*@example.com"}}, ["a@example.com", "b@example.com"], [["a@example.com", "m@evil"], "a"]),
+            ({"any": True}, object(), []),
+            ({"glob": "*.txt", "max_len": 8}, "a.txt", ["abcdefgh.txt", "a.csv"]),
+        ],
+    )
+    def test_operator(self, spec: dict[str, Any], good: Any, bad: list[Any]) -> None:
+        """The good value passes and every bad value is refused."""
+        assert ok(spec, good)
+        for value in bad:
+            assert not ok(spec, value), value
+
+    def test_path_prefix_accepts_the_root_itself_and_normalized_paths(self) -> None:
+        """The prefix itself and a path with a harmless '..' inside the root are allowed."""
+        assert ok({"path_prefix": "/srv/data/"}, "/srv/data")
+        assert ok({"path_prefix": "/srv/data"}, "/srv/data/a/../b")
+
+    def test_regex_input_is_bounded(self) -> None:
+        """Overlong input is a non-match rather than unbounded matching work."""
+        assert not ok({"regex": "a*"}, "a" * 20_000)
+
+    def test_literal_means_eq(self) -> None:
+        """A non-object spec is a literal: must equal."""
+        assert normalize_constraint("x") == {"eq": "x"}
+        assert ok("x", "x") and not ok("x", "y")
+
+
+class TestValidation:
+    """Bad specs are refused with the field named, and compile to deny-all."""
+
+    @pytest.mark.parametrize(
+        ("spec", "fragment"),
+        [
+            ({"startswith": "a"}, "unknown operator 'startswith'"),
+            ({}, "empty constraint"),
+            ({"in": []}, "non-empty list"),
+            ({"regex": "("}, "not a valid regular expression"),
+            ({"regex": "a" * 300}, "longer than"),
+            ({"min": True}, "finite number"),
+            ({"min": math.nan}, "finite number"),
+            ({"max_len": -1}, ">= 0"),
+            ({"path_prefix": "srv"}, "absolute"),
+            ({"any": False}, "must be true"),
+            ({"optional": "yes"}, "true or false"),
+            ({"min": 5, "max": 1}, "greater than max"),
+            ({"host_in": [1]}, "host names"),
+            ({"eq": math.inf}, "NaN and infinity"),
+            ({"eq": object()}, "not a JSON value"),
+        ],
+    )
+    def test_bad_spec(self, spec: dict[str, Any], fragment: str) -> None:
+        """The error names the field and what is wrong."""
+        with pytest.raises(ConfigError, match="to") as info:
+            normalize_constraint(spec, "to")
+        assert fragment in str(info.value)
+
+    def test_unknown_operator_compiles_to_deny_all(self) -> None:
+        """A spec that arrives malformed (e.g. from a grant) refuses every value."""
+        check = compile_constraint({"bogus": 1})
+        assert not check("anything") and not check(None)
+        assert compile_conjunction([{"any": True}, {"weird": 1}]) is not None
+        assert not compile_conjunction([{"any": True}, {"weird": 1}])("x")  # type: ignore[misc]
+
+    def test_flags(self) -> None:
+        """any/optional do not narrow; optional marks an argument that may be absent."""
+        assert not is_narrowing({"any": True, "optional": True})
+        assert is_narrowing({"eq": 1})
+        assert is_optional({"any": True, "optional": True}) and not is_optional({"any": True})
+        assert compile_conjunction([{"any": True}]) is None

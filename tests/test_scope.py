@@ -1,0 +1,97 @@
+"""derive_scope: plan ∩ ceiling, every violation listed; the grant wire form round-trips."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent_guard import GrantError, Plan, PlanRejected, Policy, Step, TaskScope, derive_scope, reasons
+from agent_guard._scope import DETAIL_TYPE
+
+
+def test_scope_conjoins_step_and_ceiling(plan: Plan, policy: Policy) -> None:
+    """Each argument's effective constraint is the step's AND the ceiling's."""
+    scope = derive_scope(plan, policy)
+    assert scope.tools == ("crm_lookup", "send_email")
+    lookup, email = scope.steps
+    assert lookup.args["customer_id"] == ({"eq": "C-42"}, {"regex": r"C-\d+"})
+    assert email.args["body"] == ({"any": True}, {"max_len": 2000})
+    assert lookup.required == ("customer_id",)
+    assert email.required == ("to",)  # "any" does not narrow, so it may be absent
+    assert scope.plan_hash == plan.plan_hash and scope.policy_hash == policy.policy_hash
+
+
+def test_every_violation_is_listed(policy: Policy) -> None:
+    """Unknown tool, unknown argument and a literal outside the ceiling are all reported at once."""
+    bad = Plan(
+        steps=[
+            Step("delete_account", args={"customer_id": "C-1"}),
+            Step("send_email", args={"to": "mallory@evil.com", "bcc": "x@example.com"}),
+            Step("crm_lookup", args={"customer_id": {"in": ["C-1", "DROP TABLE"]}}),
+        ]
+    )
+    with pytest.raises(PlanRejected) as info:
+        derive_scope(bad, policy)
+    err = info.value
+    assert err.reason == reasons.PLAN_EXCEEDS_POLICY
+    found = {(v.step, v.tool, v.argument) for v in err.violations}
+    assert found == {(0, "delete_account", None), (1, "send_email", "to"), (1, "send_email", "bcc"),
+                     (2, "crm_lookup", "customer_id")}
+    assert "step 1 (send_email, argument 'bcc')" in str(err)
+
+
+def test_max_calls_capped_by_ceiling() -> None:
+    """A capability's max_calls caps how many calls one step may plan."""
+    policy = Policy(agent_id="a", capabilities=[{"tool": "t", "max_calls": 2}])
+    derive_scope(Plan(steps=[Step("t", max_calls=2)]), policy)
+    with pytest.raises(PlanRejected, match="above the policy's limit"):
+        derive_scope(Plan(steps=[Step("t", max_calls=3)]), policy)
+
+
+def test_optional_argument_may_be_absent(policy: Policy) -> None:
+    """A narrowing argument marked optional is not required."""
+    scope = derive_scope(Plan(steps=[Step("send_email", args={"to": {"glob": "a*@example.com", "optional": True}})]),
+                         policy)
+    assert scope.steps[0].required == ()
+
+
+def test_restrict_returns_a_new_narrower_scope(plan: Plan, policy: Policy) -> None:
+    """Narrowing returns a new object and leaves the original untouched."""
+    scope = derive_scope(plan, policy)
+    narrow = scope.restrict(["send_email"])
+    assert narrow.tools == ("send_email",) and scope.tools == ("crm_lookup", "send_email")
+    with pytest.raises(ValueError):
+        scope.restrict(["nothing"])
+
+
+def test_authorization_details_round_trip(plan: Plan, policy: Policy) -> None:
+    """The grant form has one RFC 9396 entry per step and rebuilds the same steps."""
+    scope = derive_scope(plan, policy)
+    details = scope.authorization_details()
+    assert [d["type"] for d in details] == [DETAIL_TYPE, DETAIL_TYPE]
+    assert details[0]["identifier"] == "crm_lookup" and details[0]["limits"] == {"max_calls": 1}
+    again = TaskScope.from_authorization_details(details, agent_id="support-bot", ordered=False,
+                                                 plan_hash=scope.plan_hash, policy_hash=scope.policy_hash)
+    assert [(s.tool, s.args, s.required, s.max_calls) for s in again.steps] == [
+        (s.tool, s.args, s.required, s.max_calls) for s in scope.steps
+    ]
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d[0].update(type="urn:other"),
+        lambda d: d[0].update(actions=["delete"]),
+        lambda d: d[0].update(args="x"),
+        lambda d: d[0].update(limits={"max_calls": 0}),
+        lambda d: d[0].update(step=5),
+        lambda d: d[0].update(identifier=7),
+        lambda d: d[0]["args"].update(customer_id="nope"),
+        lambda d: d.clear(),
+    ],
+)
+def test_malformed_details_fail_closed(plan: Plan, policy: Policy, mutate: object) -> None:
+    """Any malformed entry raises GrantError instead of producing a scope."""
+    details = derive_scope(plan, policy).authorization_details()
+    mutate(details)  # type: ignore[operator]
+    with pytest.raises(GrantError):
+        TaskScope.from_authorization_details(details, agent_id="a", ordered=False, plan_hash="h", policy_hash="p")
