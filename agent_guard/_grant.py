@@ -32,7 +32,8 @@ GRANT_TYP: Final = "agent-grant+jwt"
 DEFAULT_ISSUER: Final = "urn:agent-guard:issuer"
 DEFAULT_AUDIENCE: Final = "urn:agent-guard:pep"
 MAX_LEEWAY_S: Final = 30
-MAX_TOKEN_BYTES: Final = 64 * 1024
+MAX_TOKEN_BYTES: Final = 512 * 1024
+"""Larger tokens are refused before parsing (a 1,000-step plan makes a ~150 KB grant)."""
 _ACCEPTED_TYP: Final = frozenset({GRANT_TYP, f"application/{GRANT_TYP}"})
 _FORBIDDEN_HEADERS: Final = ("jku", "x5u", "jwk", "x5c", "x5t", "x5t#S256")
 _TOKEN_SHAPE: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")

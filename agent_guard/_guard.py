@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast, overload
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace import Span, TracerProvider
 
 from agent_guard import reasons
@@ -112,6 +114,8 @@ class Task:
         }
         if identity.user_id:
             self.base_attributes[sc.ENDUSER_ID] = identity.user_id
+        self.tool_attributes = {k: v for k, v in self.base_attributes.items() if k != sc.AGENT_NAME}
+        """The subset of the task's attributes put on every tool span (kept small: spans cost per attribute)."""
         self._allow = {
             step.index: Decision.model_construct(
                 allowed=True, tool=step.tool, reason=None, message=f"allowed by plan step {step.index}",
@@ -247,15 +251,10 @@ class ToolCall:
         self._emitter.record_result(self.span, result)
 
     def __enter__(self) -> ToolCall:
-        from opentelemetry import context as otel_context
-        from opentelemetry import trace
-
         self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        from opentelemetry import context as otel_context
-
         if e is not None and self.decision.allowed and not isinstance(e, ToolCallDenied):
             self._emitter.record_tool_error(self.span, e)
         otel_context.detach(self._ctx_token)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ __all__ = ["CompiledScope", "CompiledStep", "Match"]
 class CompiledStep:
     """One step as sets and predicates: allowed names, required names, value checks."""
 
-    __slots__ = ("allowed", "checks", "index", "max_calls", "required", "tool")
+    __slots__ = ("allowed", "checks", "index", "literals", "max_calls", "required", "tool")
 
     def __init__(self, step: ScopedStep) -> None:
         self.index = step.index
@@ -23,6 +23,12 @@ class CompiledStep:
         self.max_calls = step.max_calls
         self.allowed = frozenset(step.args)
         self.required = frozenset(step.required)
+        self.literals = {
+            name: (type(specs[0]["eq"]), specs[0]["eq"])
+            for name, specs in step.args.items()
+            if specs and specs[0].keys() == {"eq"} and isinstance(specs[0]["eq"], _SCALARS)
+        }
+        """Arguments the step pins to one scalar literal: name -> (type, value)."""
         checks: list[tuple[str, Predicate]] = []
         for name, specs in step.args.items():
             predicate = compile_conjunction(specs)
@@ -42,10 +48,26 @@ class Match:
         self.argument = argument
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_INDEX_FROM = 4
+"""A tool with more steps than this gets a literal index, so matching cost stays flat in plan size."""
+
+
+def _literal_index(steps: tuple[CompiledStep, ...]) -> tuple[str, dict[tuple[type, Any], tuple[CompiledStep, ...]]] | None:
+    """Index steps by an argument every one of them pins to a literal (the first such argument)."""
+    for name in steps[0].literals:
+        if all(name in step.literals for step in steps):
+            index: dict[tuple[type, Any], list[CompiledStep]] = {}
+            for step in steps:
+                index.setdefault(step.literals[name], []).append(step)
+            return name, {key: tuple(group) for key, group in index.items()}
+    return None
+
+
 class CompiledScope:
     """The scope indexed by tool; :meth:`match` is the constraint check of every call."""
 
-    __slots__ = ("by_tool", "tools")
+    __slots__ = ("by_tool", "indexes", "tools")
 
     def __init__(self, scope: TaskScope) -> None:
         by_tool: dict[str, list[CompiledStep]] = {}
@@ -53,12 +75,31 @@ class CompiledScope:
             by_tool.setdefault(step.tool, []).append(CompiledStep(step))
         self.by_tool = {tool: tuple(steps) for tool, steps in by_tool.items()}
         self.tools = tuple(self.by_tool)
+        self.indexes = {
+            tool: index
+            for tool, steps in self.by_tool.items()
+            if len(steps) > _INDEX_FROM and (index := _literal_index(steps)) is not None
+        }
 
     def match(self, tool: str, args: Mapping[str, Any]) -> Match:
         """Steps (plan order) whose tool and constraints accept this call."""
         steps = self.by_tool.get(tool)
         if steps is None:
             return Match([], reasons.TOOL_NOT_IN_SCOPE, None)
+        indexed = self.indexes.get(tool)
+        if indexed is not None:
+            name, index = indexed
+            value = args.get(name)
+            bucket = index.get((type(value), value)) if isinstance(value, _SCALARS) else None
+            if bucket is not None:
+                found = self._scan(bucket, args)
+                if found.reason is None:
+                    return found
+            # no step pins this value: the full scan below finds the precise reason (denials only)
+        return self._scan(steps, args)
+
+    @staticmethod
+    def _scan(steps: tuple[CompiledStep, ...], args: Mapping[str, Any]) -> Match:
         candidates: list[int] = []
         reason = reasons.ARGUMENT_NOT_ALLOWED
         argument: str | None = None

@@ -14,6 +14,7 @@ import contextvars
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -156,14 +157,15 @@ class Policy(_Frozen):
             seen.add(cap.tool)
         return self
 
+    @cached_property
+    def _by_tool(self) -> dict[str, Capability]:
+        return {cap.tool: cap for cap in self.capabilities}
+
     def capability(self, tool: str) -> Capability | None:
         """The capability for ``tool``, or ``None`` when the policy does not allow it."""
-        for cap in self.capabilities:
-            if cap.tool == tool:
-                return cap
-        return None
+        return self._by_tool.get(tool)
 
-    @property
+    @cached_property
     def policy_hash(self) -> str:
         """Canonical hash of the policy, recorded in every grant's ``tctx``."""
         return canonical_hash(self.model_dump(mode="json"))
@@ -226,7 +228,7 @@ class Plan(_Frozen):
     steps: tuple[Step, ...] = Field(min_length=1)
     ordered: bool = False
 
-    @property
+    @cached_property
     def plan_hash(self) -> str:
         """Canonical hash of the plan, recorded in every grant's ``tctx``."""
         return canonical_hash(self.model_dump(mode="json"))

@@ -7,6 +7,7 @@ Argument values and results are recorded only with ``record_arguments=True``; to
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["SpanEmitter"]
 
 _DENIED_ERROR_TYPE: Final = "agent_guard.ToolCallDenied"
+_FLUSH_TIMEOUT_MS: Final = 5000
+_log = logging.getLogger("agent_guard")
 _MAX_RECORDED: Final = 4096
 
 
@@ -46,6 +49,7 @@ class SpanEmitter:
         from agent_guard import __version__
 
         self.tracer = trace.get_tracer("agent_guard", __version__, tracer_provider=tracer_provider)
+        self.tracer_provider = tracer_provider
         self.record_arguments = record_arguments
 
     # -- task ---------------------------------------------------------------------------------
@@ -64,6 +68,19 @@ class SpanEmitter:
             otel_context.detach(token)  # type: ignore[arg-type]
         finally:
             span.end()
+            self.flush()
+
+    def flush(self) -> None:
+        """Export finished spans now if the provider has ``force_flush`` (called at task end); never raises."""
+        provider = self.tracer_provider if self.tracer_provider is not None else trace.get_tracer_provider()
+        force_flush = getattr(provider, "force_flush", None)
+        if force_flush is None:
+            return
+        try:
+            if force_flush(_FLUSH_TIMEOUT_MS) is False:
+                _log.warning("agent_guard: spans not flushed within %d ms at task end", _FLUSH_TIMEOUT_MS)
+        except Exception:  # telemetry must never break the application
+            _log.warning("agent_guard: flushing spans at task end failed", exc_info=True)
 
     def grant_event(self, task: Task, name: str, reason: str | None = None) -> None:
         """Record ``agent_guard.grant.issued``/``revoked`` on the task span (or a span of its own)."""
@@ -96,11 +113,10 @@ class SpanEmitter:
         attributes: dict[str, Any] = {
             sc.OPERATION_NAME: "execute_tool",
             sc.TOOL_NAME: decision.tool,
-            sc.TOOL_TYPE: "function",
             sc.DECISION_OUTCOME: "allow" if decision.allowed else "deny",
         }
         if task is not None:
-            attributes.update(task.base_attributes)
+            attributes.update(task.tool_attributes)
         if call_id:
             attributes[sc.TOOL_CALL_ID] = call_id
         if description:

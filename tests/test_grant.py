@@ -111,7 +111,7 @@ class TestRejections:
 
     def test_tampered_payload(self, minted: tuple[str, dict[str, Any]], keys: KeySet, clock: FakeClock) -> None:
         """Changing one claim breaks the signature."""
-        header, payload, sig = minted[0].split(".")
+        header, _, sig = minted[0].split(".")
         claims = dict(minted[1], sub="admin")
         forged_payload = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
         expect(reasons.INVALID_GRANT, f"{header}.{forged_payload}.{sig}", keys, clock)
@@ -165,7 +165,7 @@ class TestRejections:
         forged = signing_input + b"." + b64(hmac.new(pem, signing_input, hashlib.sha256).digest())
         expect(reasons.INVALID_GRANT, forged.decode(), keys, clock)
 
-    @pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c.d", "a b.c.d", "x" * 70_000 + ".a.b"])
+    @pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c.d", "a b.c.d", "x" * 600_000 + ".a.b"])
     def test_garbage(self, token: str, keys: KeySet, clock: FakeClock) -> None:
         """Anything that is not a compact JWS is refused before parsing."""
         expect(reasons.INVALID_GRANT, token, keys, clock)
@@ -175,7 +175,7 @@ class TestRejections:
         expect(reasons.INVALID_GRANT, resign(keys, dict(minted[1], act={"client": "x"})), keys, clock)
         claims = verify_grant(resign(keys, dict(minted[1], tctx={**minted[1]["tctx"], "steps": 5})), keys,
                               clock=clock)
-        with pytest.raises(GrantError, match="tctx.steps"):
+        with pytest.raises(GrantError, match=r"tctx\.steps"):
             claims.scope()
 
 

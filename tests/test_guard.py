@@ -271,7 +271,7 @@ class TestInputs:
 
     def test_task_arguments(self, guard: Guard, plan: Plan, identity: AgentIdentity) -> None:
         """Wrong identity, TTL above the policy, wrong types."""
-        with pytest.raises(ConfigError, match="identity.agent_id"):
+        with pytest.raises(ConfigError, match=r"identity\.agent_id"):
             guard.task(plan, identity=AgentIdentity(agent_id="other"))
         with pytest.raises(ConfigError, match="ttl_s"):
             guard.task(plan, identity=identity, ttl_s=901)
@@ -316,9 +316,9 @@ class TestWorkers:
     def test_attach_refuses_foreign_grants(self, guard: Guard, plan: Plan, identity: AgentIdentity) -> None:
         """A grant signed outside the worker's JWKS fails verification on attach."""
         stranger = Guard(guard.policy)
-        with stranger.task(plan, identity=identity) as task, pytest.raises(GrantError) as info:
-            with guard.attach(task.grant):
-                pass
+        with stranger.task(plan, identity=identity) as task, pytest.raises(GrantError) as info, \
+                guard.attach(task.grant):
+            pass
         assert info.value.reason == reasons.INVALID_GRANT
 
 

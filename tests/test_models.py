@@ -60,7 +60,7 @@ def test_errors_name_the_field() -> None:
         Step("t", max_calls=0)
     with pytest.raises(ConfigError, match="appears twice"):
         Policy(agent_id="a", capabilities=[Capability("t"), Capability("t")])
-    with pytest.raises(ConfigError, match="extra|Extra"):
+    with pytest.raises(ConfigError, match=r"[Ee]xtra"):
         Step("t", argz={})
 
 

@@ -1,0 +1,105 @@
+"""Core benchmarks: decision, guarded call with span, mint, and decision cost vs plan size.
+
+Run: ``.venv/bin/python benchmarks/bench_core.py``. Prints medians of interleaved samples; asserts
+nothing. DESIGN.md targets: decision ≤ 5 µs; guarded call incl. span ≤ 30 µs over bare; mint ≤ 150 µs;
+decision at 1,000 steps ≤ 1.2x the 1-step figure.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import compare, row
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, derive_scope
+from agent_guard._grant import mint_grant
+
+ARGS = {"to": "alice@example.com", "subject": "hi", "body": "hello"}
+ME = AgentIdentity(agent_id="bench", user_id="u")
+EMAIL_CAP = Capability("send_email", args={"to": {"glob": "*@example.com"}, "subject": {"max_len": 200},
+                                           "body": {"max_len": 10_000}})
+POLICY = Policy(agent_id="bench", capabilities=[EMAIL_CAP, *[Capability(f"tool_{i}", args={"x": {"any": True}})
+                                                            for i in range(1000)]])
+SMALL_POLICY = Policy(agent_id="bench", capabilities=[EMAIL_CAP])
+EMAIL = {"tool": "send_email", "args": {"to": "alice@example.com", "subject": {"any": True}, "body": {"any": True}},
+         "max_calls": 1_000_000}
+
+
+class NullExporter(SpanExporter):
+    """Drops spans (measures the SDK and batch processor, not a network)."""
+
+    def export(self, spans: object) -> SpanExportResult:  # type: ignore[override]
+        return SpanExportResult.SUCCESS
+
+
+def send_email(to: str, subject: str, body: str) -> str:
+    return to
+
+
+def in_task(guard: Guard, plan: Plan) -> contextvars.Context:
+    """A context in which ``plan``'s task is entered (left open for the benchmark)."""
+    ctx = contextvars.copy_context()
+    ctx.run(guard.task(plan, identity=ME).__enter__)
+    return ctx
+
+
+def main() -> None:
+    guard = Guard(POLICY)
+    one = in_task(guard, Plan(steps=[EMAIL]))
+    distinct = in_task(guard, Plan(steps=[*[{"tool": f"tool_{i}", "args": {"x": {"any": True}}} for i in range(999)],
+                                          EMAIL]))
+    same = in_task(guard, Plan(steps=[
+        *[{"tool": "send_email", "args": {**EMAIL["args"], "to": f"user{i}@example.com"}} for i in range(999)],  # type: ignore[dict-item]
+        EMAIL]))
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(NullExporter(), max_queue_size=1_000_000))
+    sdk_guard = Guard(POLICY, tracer_provider=provider)
+    sdk = in_task(sdk_guard, Plan(steps=[EMAIL]))
+    wrapped, sdk_wrapped = guard.wrap(send_email), sdk_guard.wrap(send_email)
+    deny_args = {**ARGS, "to": "m@evil.com"}
+    small_guard = Guard(SMALL_POLICY)
+
+    def mint() -> object:
+        plan = Plan.model_validate({"steps": [EMAIL]})
+        return mint_grant(small_guard.keys, derive_scope(plan, SMALL_POLICY), ME, ttl_s=300, now=small_guard.clock())
+
+    def open_task() -> None:
+        with small_guard.task(Plan.model_validate({"steps": [EMAIL]}), identity=ME):
+            pass
+
+    r = compare({
+        "bare": (lambda: send_email(**ARGS), 5000),
+        "decide": (lambda: one.run(guard.decide, "send_email", ARGS), 2000),
+        "deny": (lambda: one.run(guard.decide, "send_email", deny_args), 2000),
+        "wrapped": (lambda: one.run(wrapped, **ARGS), 2000),
+        "sdk": (lambda: sdk.run(sdk_wrapped, **ARGS), 1000),
+        "distinct": (lambda: distinct.run(guard.decide, "send_email", ARGS), 2000),
+        "same": (lambda: same.run(guard.decide, "send_email", ARGS), 2000),
+        "mint": (mint, 100),
+        "open": (open_task, 50),
+    })
+    provider.shutdown()
+    bare = r["bare"]
+    print("agent_guard core benchmarks (median µs per call, 15 interleaved rounds)")
+    print(row("bare call send_email(**3 kwargs)", bare))
+    print(row("decision, allowed, 3-arg tool, cached grant (target ≤ 5)", r["decide"]))
+    print(row("decision, denied (argument_mismatch)", r["deny"]))
+    print(row("guarded call, OTel API only (no SDK)", r["wrapped"], note=f"+{r['wrapped'] - bare:.2f} over bare"))
+    print(row("guarded call incl. span, SDK + BatchSpanProcessor", r["sdk"],
+              note=f"+{r['sdk'] - bare:.2f} over bare (target ≤ 30)"))
+    print(row("mint: new plan + derive_scope + sign, EdDSA (target ≤ 150)", r["mint"]))
+    print(row("open+close a task: derive, sign, verify, activate, spans", r["open"]))
+    print(row("decision at 1,000 steps, distinct tools", r["distinct"],
+              note=f"{r['distinct'] / r['decide']:.2f}x the 1-step decision (target ≤ 1.2x)"))
+    print(row("decision at 1,000 steps of the same tool, pinned values", r["same"],
+              note=f"{r['same'] / r['decide']:.2f}x"))
+
+
+if __name__ == "__main__":
+    main()
