@@ -336,7 +336,7 @@ class Guard:
             raise ConfigError(
                 f"identity.agent_id: {identity.agent_id!r} does not match the policy's agent_id {policy.agent_id!r}"
             )
-        ttl = self.default_ttl_s if ttl_s is None else ttl_s
+        ttl = min(self.default_ttl_s, policy.max_ttl_s) if ttl_s is None else ttl_s
         if not 1 <= ttl <= policy.max_ttl_s:
             raise ConfigError(f"ttl_s: {ttl} is outside 1..{policy.max_ttl_s} s (the policy's max_ttl_s)")
 

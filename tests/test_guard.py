@@ -284,6 +284,17 @@ class TestInputs:
         with pytest.raises(ConfigError, match="leeway"):
             Guard(leeway_s=60)
 
+    def test_default_ttl_respects_the_policy(self, plan: Plan, identity: AgentIdentity, clock: FakeClock) -> None:
+        """Without ttl_s the grant lives min(default_ttl_s, policy.max_ttl_s)."""
+        short = Policy(agent_id="support-bot", max_ttl_s=60,
+                       capabilities=[Capability("crm_lookup", args={"customer_id": {"any": True}}),
+                                     Capability("send_email", args={"to": {"any": True}, "subject": {"any": True},
+                                                                    "body": {"any": True}})])
+        with Guard(short, clock=clock).task(plan, identity=identity) as task:
+            assert task.claims.exp - task.claims.iat == 60
+        with Guard(short, clock=clock, default_ttl_s=30).task(plan, identity=identity) as task:
+            assert task.claims.exp - task.claims.iat == 30
+
     def test_wrap_maps_positional_arguments(self, guard: Guard, plan: Plan, identity: AgentIdentity) -> None:
         """Positional arguments are checked under their parameter names."""
         lookup = guard.wrap(crm_lookup)

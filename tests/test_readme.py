@@ -23,4 +23,4 @@ def test_readme_python_blocks_run() -> None:
     assert len(blocks) >= 2
     namespace: dict[str, object] = {"__name__": "readme"}
     for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
+        exec(compile(block, str(README), "exec"), namespace)
