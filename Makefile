@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest phoenix redis bench clean
 
 $(STAMP): pyproject.toml requirements-dev.txt integrations/langchain/pyproject.toml integrations/llamaindex/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,20 @@ demo: $(STAMP)
 	$(VENV)/bin/agent-guard demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agent_guard integrations tests benchmarks
+	$(VENV)/bin/ruff check agent_guard integrations tests benchmarks examples
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict agent_guard integrations/langchain/agent_guard_langchain integrations/llamaindex/agent_guard_llamaindex
 
-pytest: $(STAMP)
+# Arize Phoenix in its own venv (.venv-phoenix) for the end-to-end audit test; idempotent (stamp file).
+phoenix:
+	PYTHON=$(PYTHON) bash scripts/ensure-phoenix.sh
+
+# redis-server for the Redis store tests (Debian package; idempotent, a no-op when installed).
+redis:
+	bash scripts/ensure-redis.sh
+
+pytest: $(STAMP) phoenix redis
 	bash scripts/run-tests.sh
 
 test: lint typecheck pytest

@@ -66,9 +66,12 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
 def encode_record(record: dict[str, Any], prev: str) -> tuple[bytes, str]:
     """Serialise ``record`` chained after ``prev``: returns the line (with ``\\n``) and its hash."""
-    body = json.dumps({**record, "prev": prev}, ensure_ascii=False, separators=(",", ":"), default=_json_default)
+    body = _ENCODER.encode({**record, "prev": prev})
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     line = f'{body[:-1]}{_HASH_KEY}{digest}"}}\n'
     return line.encode("utf-8"), digest

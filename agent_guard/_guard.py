@@ -512,41 +512,56 @@ class Guard:
             return task, self._deny(task, tool, match.reason, match.argument)
         return task, match.candidates
 
-    def _settle(self, task: Task, tool: str, status: str, step: int | None) -> Decision:
+    def _settle(self, task: Task, tool: str, status: str, step: int | None) -> tuple[Decision, Task | None]:
+        """The decision for a store verdict, and the task to revoke when this call completed its plan."""
         if status == "ok":
-            return task._allow[cast(int, step)]
+            return task._allow[cast(int, step)], None
         if status == "completed":
-            self._revoke(task, "plan_completed", in_store=False)
-            return task._allow[cast(int, step)]
+            return task._allow[cast(int, step)], task
         if status == "revoked":
-            return self._deny(task, tool, reasons.REVOKED)
+            return self._deny(task, tool, reasons.REVOKED), None
         if status == "out_of_order":
-            return self._deny(task, tool, reasons.OUT_OF_ORDER)
-        return self._deny(task, tool, reasons.BUDGET_EXHAUSTED)
+            return self._deny(task, tool, reasons.OUT_OF_ORDER), None
+        return self._deny(task, tool, reasons.BUDGET_EXHAUSTED), None
 
-    def decide(self, tool: str, args: Mapping[str, Any]) -> Decision:
-        """Decide one call and consume its budget, without emitting a span (see :meth:`authorize`)."""
+    def _decide(self, tool: str, args: Mapping[str, Any]) -> tuple[Decision, Task | None]:
         task, outcome = self._precheck(tool, args)
         if isinstance(outcome, Decision):
-            return outcome
+            return outcome, None
         assert task is not None
         try:
             status, step = task.guard.store.consume(task.id, outcome)
         except Exception:  # any store failure denies: fail closed
-            return self._deny(task, tool, reasons.STORE_UNAVAILABLE)
+            return self._deny(task, tool, reasons.STORE_UNAVAILABLE), None
         return self._settle(task, tool, status, step)
 
-    async def adecide(self, tool: str, args: Mapping[str, Any]) -> Decision:
-        """Async :meth:`decide` (uses the store's async path)."""
+    async def _adecide(self, tool: str, args: Mapping[str, Any]) -> tuple[Decision, Task | None]:
         task, outcome = self._precheck(tool, args)
         if isinstance(outcome, Decision):
-            return outcome
+            return outcome, None
         assert task is not None
         try:
             status, step = await task.guard.store.aconsume(task.id, outcome)
         except Exception:  # any store failure denies: fail closed
-            return self._deny(task, tool, reasons.STORE_UNAVAILABLE)
+            return self._deny(task, tool, reasons.STORE_UNAVAILABLE), None
         return self._settle(task, tool, status, step)
+
+    def _complete(self, task: Task | None) -> None:
+        """Revoke a task whose plan the last call completed (after that call's decision is recorded)."""
+        if task is not None:
+            self._revoke(task, "plan_completed", in_store=False)
+
+    def decide(self, tool: str, args: Mapping[str, Any]) -> Decision:
+        """Decide one call and consume its budget, without a span or log record; prefer :meth:`authorize`."""
+        decision, completed = self._decide(tool, args)
+        self._complete(completed)
+        return decision
+
+    async def adecide(self, tool: str, args: Mapping[str, Any]) -> Decision:
+        """Async :meth:`decide` (uses the store's async path)."""
+        decision, completed = await self._adecide(tool, args)
+        self._complete(completed)
+        return decision
 
     def _open_call(
         self, decision: Decision, *, call_id: str | None, description: str | None, args: Mapping[str, Any]
@@ -562,14 +577,19 @@ class Guard:
         self, tool: str, args: Mapping[str, Any], *, call_id: str | None = None, description: str | None = None
     ) -> ToolCall:
         """Decide a call and open its ``execute_tool`` span; use as a ``with`` block around the tool."""
-        return self._open_call(self.decide(tool, args), call_id=call_id, description=description, args=args)
+        decision, completed = self._decide(tool, args)
+        call = self._open_call(decision, call_id=call_id, description=description, args=args)
+        self._complete(completed)
+        return call
 
     async def atool_call(
         self, tool: str, args: Mapping[str, Any], *, call_id: str | None = None, description: str | None = None
     ) -> ToolCall:
         """Async :meth:`tool_call`: ``with await guard.atool_call(name, args) as call:``."""
-        decision = await self.adecide(tool, args)
-        return self._open_call(decision, call_id=call_id, description=description, args=args)
+        decision, completed = await self._adecide(tool, args)
+        call = self._open_call(decision, call_id=call_id, description=description, args=args)
+        self._complete(completed)
+        return call
 
     def authorize(self, tool: str, args: Mapping[str, Any], *, call_id: str | None = None) -> Decision:
         """Decide one call (consuming budget when allowed) and record its span. Never raises on denial."""

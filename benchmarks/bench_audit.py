@@ -16,7 +16,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry.trace import NoOpTracerProvider
@@ -108,17 +107,15 @@ def main() -> int:
         directory = Path(tmp)
         bare = per_call_us(None)
         no_log = per_call_us(Guard(POLICY, tracer_provider=NoOpTracerProvider()))
-        cases: list[tuple[str, Callable[[], float]]] = []
+        print(f"\n{'case':42} {'µs/call':>9} {'vs guard w/o log':>17} {'log overhead µs':>16}")
+        print(f"{'unguarded call':42} {bare:9.2f}")
+        print(f"{'guard.authorize, no log':42} {no_log:9.2f} {1.0:16.2f}x")
         for fsync in ("batch", "never", "always"):
             guard, log = with_log(directory, f"per-call-{fsync}", fsync=fsync)
-            cases.append((fsync, lambda g=guard: per_call_us(g)))  # type: ignore[misc]
-        print(f"\n{'case':34} {'µs/call':>9} {'vs guard w/o log':>17} {'log overhead µs':>16}")
-        print(f"{'unguarded call':34} {bare:9.2f}")
-        print(f"{'guard.authorize, no log':34} {no_log:9.2f} {1.0:16.2f}x")
-        for fsync, run in cases:
-            us = run()
-            print(f"{'guard.authorize + DecisionLog(' + repr(fsync) + ')':34} {us:9.2f} {us / no_log:16.2f}x "
-                  f"{us - no_log:16.2f}")
+            us = per_call_us(guard)
+            log.close()
+            label = f"guard.authorize + DecisionLog({fsync!r})"
+            print(f"{label:42} {us:9.2f} {us / no_log:16.2f}x {us - no_log:16.2f}")
 
         print(f"\nburst: {BURST} decisions from {THREADS} threads at once")
         rate, records = burst(directory, "burst-batch", BURST)

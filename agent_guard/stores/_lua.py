@@ -6,8 +6,9 @@ run in one Redis Cluster slot). Its fields:
 ``status``    ``active`` | ``revoked`` | ``completed``
 ``exp``       the grant's expiry (seconds since the epoch, as the store's clock counts them)
 ``ordered``   ``1`` for an ordered plan
-``cursor``    the last charged step of an ordered plan (``-1`` before the first call)
-``remaining`` the calls left across every step
+``cursor``    the current step of an ordered plan (``-1`` before the first call)
+``remaining`` the calls still usable (for an ordered plan, moving on to the next step drops the
+              leftover budget of the step it leaves, which can no longer be used)
 ``b<i>``      the budget (``max_calls``) of step ``i``; ``u<i>`` the calls charged to it
 
 The key itself expires with the grant (TTL = ``exp`` + a small skew), so a crashed issuer leaves
@@ -40,9 +41,16 @@ for i = 2, #ARGV do
   if used < budget then
     saw_budget = true
     if (not ordered) or step == cursor or step == cursor + 1 then
+      if ordered and step ~= cursor then
+        if cursor >= 0 then
+          -- moving on closes the previous step: its leftover budget is dead
+          local prev = redis.call('HMGET', key, 'b' .. cursor, 'u' .. cursor)
+          redis.call('HINCRBY', key, 'remaining', tonumber(prev[2]) - tonumber(prev[1]))
+        end
+        redis.call('HSET', key, 'cursor', step)
+      end
       redis.call('HINCRBY', key, 'u' .. step, 1)
       local remaining = redis.call('HINCRBY', key, 'remaining', -1)
-      if ordered then redis.call('HSET', key, 'cursor', step) end
       if remaining == 0 then
         redis.call('HSET', key, 'status', 'completed')
         return {'completed', step}

@@ -1,0 +1,277 @@
+"""The durable decision log: one hash-chained JSON line per decision and grant event.
+
+Writing: each record is appended with a single ``os.write`` on an ``O_APPEND`` descriptor while a
+lock is held, before the guarded call goes on, so no record is ever dropped (a caller waits for
+the lock instead) and a crash of the process loses at most the record being written. ``fsync``
+controls durability against a power or kernel failure (see :class:`DecisionLog`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from opentelemetry import trace
+
+from agent_guard._audit_chain import FORMAT_VERSION, GENESIS_HASH, AuditLogError, encode_record, parse_line
+from agent_guard.exceptions import ConfigError
+
+try:  # POSIX: refuse a second writer on the same file (the chain would fork)
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+if TYPE_CHECKING:
+    from agent_guard._guard import Task
+    from agent_guard._models import Decision
+
+__all__ = ["DecisionLog", "FsyncPolicy"]
+
+FsyncPolicy = Literal["always", "batch", "never"]
+"""When the log calls ``os.fsync``: every record, every ``fsync_every`` records and at task end, or on close."""
+
+_TAIL_CHUNK: Final = 65536
+_O_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _rfc3339(ts: float) -> str:
+    whole = int(ts)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((ts - whole) * 1e6):06d}Z"
+
+
+def _who(task: Task | None) -> dict[str, Any]:
+    if task is None:
+        return {"agent": None, "user": None}
+    who: dict[str, Any] = {"agent": task.identity.agent_id, "user": task.identity.user_id}
+    if task.identity.tenant is not None:
+        who["tenant"] = task.identity.tenant
+    return who
+
+
+class DecisionLog:
+    """An append-only, hash-chained JSON-lines file of every decision and grant issued/revoked.
+
+    Pass it as ``Guard(policy, decision_log=DecisionLog("audit.jsonl"))``. Each line holds the time,
+    task id, grant id, agent, user, tool, outcome, reason, plan step, call id and trace id, plus the
+    argument values only when the guard has ``record_arguments=True``; never a token. Each line
+    carries the hash of the line before (:func:`agent_guard.audit.verify_log` checks the chain).
+
+    Durability (``fsync``): every record is written to the kernel before the call proceeds, so a
+    process crash loses at most the record being written. Against power loss: ``"always"`` fsyncs
+    every record (group commit: concurrent writers share one fsync); ``"batch"`` (default) fsyncs
+    every ``fsync_every`` records, at every grant revocation (task end) and on close, so at most
+    the records since then can be lost; ``"never"`` leaves it to the OS until :meth:`close`.
+
+    ``clock`` (default ``time.time``) stamps each record's ``time`` (UTC, microseconds).
+    Thread-safe; one writer per file (a second open of the same file raises :class:`AuditLogError`).
+    Opening an existing log continues its chain; a torn last line (a crash mid-write) is cut off
+    and a ``log_recovered`` record notes how many bytes were dropped. Write errors raise
+    :class:`AuditLogError`, so a call that cannot be audited does not run (fail closed).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: FsyncPolicy = "batch",
+        fsync_every: int = 256,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if fsync not in ("always", "batch", "never"):
+            raise ConfigError(f"fsync: {fsync!r} is not one of 'always', 'batch', 'never'")
+        if fsync_every < 1:
+            raise ConfigError(f"fsync_every: {fsync_every} must be at least 1")
+        self.path = os.fspath(path)
+        self.fsync: FsyncPolicy = fsync
+        self.fsync_every = fsync_every
+        self.clock: Callable[[], float] = clock or time.time
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        try:
+            self._fd = os.open(self.path, _O_FLAGS, 0o600)
+        except OSError as err:
+            raise AuditLogError(f"cannot open audit log {self.path!r}: {err.strerror}") from err
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    raise AuditLogError(f"audit log {self.path!r} is already open for writing elsewhere") from None
+            self._size = os.fstat(self._fd).st_size
+            dropped = self._cut_torn_tail()
+            self._prev, self._seq = self._read_head()
+            self._synced = self._seq
+            if dropped:
+                self._append({"event": "log_recovered", "dropped_bytes": dropped}, sync=True)
+        except BaseException:
+            os.close(self._fd)
+            self._fd = -1
+            raise
+
+    # -- opening an existing log --------------------------------------------------------------
+    def _tail_from(self, end: int) -> int:
+        """Offset just after the last newline before ``end`` (0 when there is none)."""
+        pos = end
+        while pos > 0:
+            start = max(0, pos - _TAIL_CHUNK)
+            chunk = os.pread(self._fd, pos - start, start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                return start + cut + 1
+            pos = start
+        return 0
+
+    def _cut_torn_tail(self) -> int:
+        if self._size == 0 or os.pread(self._fd, 1, self._size - 1) == b"\n":
+            return 0
+        keep = self._tail_from(self._size)
+        dropped = self._size - keep
+        os.ftruncate(self._fd, keep)
+        os.fsync(self._fd)
+        self._size = keep
+        return dropped
+
+    def _read_head(self) -> tuple[str, int]:
+        if self._size == 0:
+            return GENESIS_HASH, 0
+        start = self._tail_from(self._size - 1)
+        line = os.pread(self._fd, self._size - 1 - start, start)
+        try:
+            record, digest = parse_line(line)
+        except ValueError as err:
+            raise AuditLogError(
+                f"{self.path}: the last line is not a valid decision-log record ({err}); "
+                "run `agent-guard audit verify` and start a new log"
+            ) from None
+        seq = record.get("seq")
+        if not isinstance(seq, int):
+            raise AuditLogError(f"{self.path}: the last record has no sequence number")
+        return digest, seq
+
+    # -- writing ------------------------------------------------------------------------------
+    def _append(self, fields: dict[str, Any], *, sync: bool = False) -> None:
+        with self._lock:
+            if self._fd < 0:
+                raise AuditLogError(f"audit log {self.path!r} is closed")
+            seq = self._seq + 1
+            record = {"v": FORMAT_VERSION, "seq": seq, "time": _rfc3339(self.clock()), **fields}
+            line, digest = encode_record(record, self._prev)
+            try:
+                written = os.write(self._fd, line)
+                while written < len(line):  # a short write on a regular file: append the rest
+                    written += os.write(self._fd, line[written:])
+            except OSError as err:
+                with contextlib.suppress(OSError):  # do not leave a torn line behind the chain
+                    os.ftruncate(self._fd, self._size)
+                raise AuditLogError(f"cannot write audit log {self.path!r}: {err.strerror}") from err
+            self._size += len(line)
+            self._prev = digest
+            self._seq = seq
+            pending = seq - self._synced
+        if sync or self.fsync == "always" or (self.fsync == "batch" and pending >= self.fsync_every):
+            self._sync_to(seq)
+
+    def _sync_to(self, seq: int) -> None:
+        with self._sync_lock:
+            if self._synced >= seq or self._fd < 0:
+                return  # another writer's fsync already covered this record
+            target = self._seq
+            try:
+                os.fsync(self._fd)
+            except OSError as err:
+                raise AuditLogError(f"cannot fsync audit log {self.path!r}: {err.strerror}") from err
+            self._synced = target
+
+    def decision(
+        self, decision: Decision, *, task: Task | None, call_id: str | None, arguments: Mapping[str, Any] | None
+    ) -> None:
+        """Append one decision (the :class:`agent_guard.AuditSink` method the guard calls)."""
+        fields: dict[str, Any] = {
+            "event": "decision",
+            "task": decision.task_id,
+            "grant": decision.grant_id,
+            **_who(task),
+            "tool": decision.tool,
+            "outcome": "allow" if decision.allowed else "deny",
+            "reason": decision.reason,
+            "step": decision.step,
+            "call_id": call_id,
+        }
+        if decision.argument is not None:
+            fields["argument"] = decision.argument  # the argument's name, never its value
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            fields["trace_id"] = format(context.trace_id, "032x")
+        if arguments is not None:  # only when the guard has record_arguments=True
+            fields["arguments"] = dict(arguments)
+        self._append(fields)
+
+    def _grant_fields(self, event: str, task: Task) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "event": event,
+            "task": task.id,
+            "grant": task.grant_id,
+            **_who(task),
+            "tools": list(task.tools),
+            "expires_at": _rfc3339(task.expires_at),
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            fields["trace_id"] = format(context.trace_id, "032x")
+        return fields
+
+    def grant_issued(self, task: Task) -> None:
+        """Append a ``grant_issued`` record (never the token itself)."""
+        self._append(self._grant_fields("grant_issued", task))
+
+    def grant_revoked(self, task: Task, reason: str) -> None:
+        """Append a ``grant_revoked`` record with the reason; with ``fsync="batch"`` also fsyncs."""
+        self._append({**self._grant_fields("grant_revoked", task), "reason": reason}, sync=self.fsync == "batch")
+
+    # -- state and lifetime -------------------------------------------------------------------
+    @property
+    def records(self) -> int:
+        """How many records the log holds (its last sequence number)."""
+        return self._seq
+
+    @property
+    def head(self) -> str:
+        """The hash of the last record (:data:`agent_guard.audit.GENESIS_HASH` for an empty log)."""
+        return self._prev
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._fd < 0
+
+    def flush(self) -> None:
+        """Force every record written so far to stable storage (``os.fsync``)."""
+        self._sync_to(self._seq)
+
+    def close(self) -> None:
+        """Fsync and close the file; later records raise :class:`AuditLogError`. Idempotent."""
+        with self._sync_lock, self._lock:
+            if self._fd < 0:
+                return
+            try:
+                os.fsync(self._fd)
+            except OSError as err:
+                raise AuditLogError(f"cannot fsync audit log {self.path!r}: {err.strerror}") from err
+            finally:
+                os.close(self._fd)  # also releases the writer lock
+                self._fd = -1
+
+    def __enter__(self) -> DecisionLog:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"fsync={self.fsync!r}"
+        return f"<DecisionLog {self.path!r} records={self._seq} {state}>"

@@ -1,0 +1,130 @@
+"""A verify-only key set loaded from a JWKS URL, cached, refreshed on an unknown ``kid``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from agent_guard._keys import Algorithm, KeySet, SigningKey
+from agent_guard.exceptions import ConfigError, GrantError
+
+__all__ = ["RemoteKeySet"]
+
+_MAX_JWKS_BYTES: Final = 256 * 1024
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: a JWKS URL is configuration, it must not send us elsewhere."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class RemoteKeySet(KeySet):
+    """Public keys fetched from an ``http(s)`` JWKS URL (e.g. :func:`agent_guard.jwks.serve_jwks`).
+
+    Verify-only: ``Guard(keys=RemoteKeySet(url), store=...)`` enforces and attaches grants but
+    cannot mint. Keys are fetched on first use and cached for ``cache_s`` seconds; an unknown
+    ``kid`` triggers a refresh, at most once per ``min_refresh_interval_s`` (so a flood of bogus
+    kids cannot hammer the endpoint). A failed fetch keeps the keys cached so far; a grant whose key
+    is not known is refused (:class:`GrantError`, ``invalid_grant``): fail closed. Redirects are
+    refused, only ``http``/``https`` URLs are accepted, and no proxy is used unless ``proxies``
+    is given (a ``urllib`` proxy map). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_s: float = 300,
+        min_refresh_interval_s: float = 10,
+        timeout_s: float = 2.0,
+        proxies: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("url: expected an http:// or https:// JWKS URL, e.g. https://issuer/.well-known/jwks.json")
+        if cache_s <= 0 or min_refresh_interval_s < 0 or min_refresh_interval_s > cache_s:
+            raise ConfigError("cache_s/min_refresh_interval_s: need cache_s > 0 and 0 <= min_refresh_interval_s <= cache_s")
+        if not 0 < timeout_s <= 30:
+            raise ConfigError(f"timeout_s: {timeout_s} is outside (0, 30] seconds")
+        super().__init__([])
+        self.url = url
+        self.cache_s = cache_s
+        self.min_refresh_interval_s = min_refresh_interval_s
+        self.timeout_s = timeout_s
+        self._clock = clock
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler(dict(proxies or {})), _NoRedirect())
+        self._refresh_lock = threading.Lock()
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self.fetches = 0
+        """How many times the JWKS was requested (successful or not)."""
+        self.last_error: str | None = None
+        """Why the last fetch failed (``None`` after a success)."""
+
+    def __repr__(self) -> str:
+        return f"RemoteKeySet({self.url!r}, kids={list(self.kids)!r})"
+
+    # -- lookups ----------------------------------------------------------------------------
+    def get(self, kid: str) -> SigningKey | None:
+        """The key for ``kid``: from the cache, refreshed when stale or when ``kid`` is unknown.
+
+        Raises :class:`GrantError` when the key is unknown and the JWKS could not be fetched.
+        """
+        key = self._keys.get(kid)
+        if key is not None and not self._stale():
+            return key
+        self._maybe_refresh()
+        key = self._keys.get(kid)
+        if key is None and self._fetched_at is None and self.last_error is not None:
+            raise GrantError(f"the JWKS could not be fetched ({self.last_error}), so no grant can be verified")
+        return key
+
+    def _stale(self) -> bool:
+        return self._fetched_at is None or self._clock() - self._fetched_at >= self.cache_s
+
+    def _maybe_refresh(self) -> None:
+        with self._refresh_lock:
+            now = self._clock()
+            if self._attempted_at is not None and now - self._attempted_at < self.min_refresh_interval_s:
+                return
+            self._attempted_at = now
+            self.refresh()
+
+    def refresh(self) -> bool:
+        """Fetch the JWKS now (no rate limit). True on success; on failure the cache is kept."""
+        self.fetches += 1
+        try:
+            fresh = KeySet.from_jwks(self._fetch())
+        except (OSError, ValueError, ConfigError) as err:
+            self.last_error = f"{type(err).__name__}: {err}"[:200]
+            return False
+        with self._lock:
+            self._keys = {kid: key for kid in fresh.kids if (key := fresh.get(kid)) is not None}
+        self._fetched_at = self._clock()
+        self.last_error = None
+        return True
+
+    def _fetch(self) -> Any:
+        request = urllib.request.Request(
+            self.url, headers={"Accept": "application/jwk-set+json, application/json", "User-Agent": "agent-guard"}
+        )
+        with self._opener.open(request, timeout=self.timeout_s) as response:
+            if response.status != 200:
+                raise ValueError(f"HTTP {response.status}")
+            body = response.read(_MAX_JWKS_BYTES + 1)
+        if len(body) > _MAX_JWKS_BYTES:
+            raise ValueError(f"the JWKS is larger than {_MAX_JWKS_BYTES} bytes")
+        return json.loads(body)
+
+    # -- a remote set never signs -------------------------------------------------------------
+    def rotate(self, alg: Algorithm | None = None, *, kid: str | None = None) -> SigningKey:
+        """Not possible: a remote key set is verify-only (rotate on the issuer, which serves the JWKS)."""
+        raise ConfigError("keys: a RemoteKeySet is verify-only; rotate the issuer's KeySet instead")

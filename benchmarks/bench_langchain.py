@@ -1,0 +1,131 @@
+"""LangChain adapter overhead: guarded / unguarded ``tool.invoke``, and the middleware in a create_agent loop.
+
+Run: ``.venv/bin/python benchmarks/bench_langchain.py``. Prints medians (µs) and ratios; asserts nothing.
+Target (DESIGN.md): guarded LangChain tool ``invoke`` / unguarded <= 1.10.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agent_guard_langchain import AgentGuardMiddleware, GuardedTool
+from agent_guard_langchain.testing import ScriptedChatModel, calls, tool_call
+from langchain.agents import create_agent
+from langchain_core.tools import tool
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, Step
+
+REPEATS = 15
+LOOPS = 500
+
+
+class _Drop(SpanExporter):
+    """An exporter that discards: measures the SDK and batch processor, not an exporter's I/O."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+@tool
+def send_email(to: str, subject: str, body: str) -> str:
+    """Send an email (does nothing)."""
+    return "sent"
+
+
+ARGS = {"to": "alice@example.com", "subject": "Hello", "body": "Your summary."}
+POLICY = Policy(agent_id="bench", capabilities=[
+    Capability("send_email", args={"to": {"glob": "*@example.com"}, "subject": {"max_len": 200},
+                                   "body": {"max_len": 2000}}),
+])
+PLAN = Plan(goal="bench", steps=[
+    Step("send_email", args={"to": "alice@example.com", "subject": {"any": True}, "body": {"any": True}},
+         max_calls=1_000_000),
+])
+ME = AgentIdentity(agent_id="bench", user_id="u-1")
+
+
+def _loop_us(fn: Callable[[], Any], loops: int) -> float:
+    start = time.perf_counter_ns()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter_ns() - start) / loops / 1000
+
+
+def paired_us(bare: Callable[[], Any], guarded: Callable[[], Any], loops: int = LOOPS,
+              repeats: int = REPEATS) -> tuple[float, float, float]:
+    """Best-of-repeats µs per call of each and their ratio (interleaved, so drift hits both alike).
+
+    The best repeat is the least disturbed by other processes (as ``timeit`` recommends); the
+    medians are printed too, since a shared machine makes single figures noisy.
+    """
+    for fn in (bare, guarded):
+        _loop_us(fn, 200)
+    b_s, g_s, ratios = [], [], []
+    for _ in range(repeats):
+        b, g = _loop_us(bare, loops), _loop_us(guarded, loops)
+        b_s.append(b)
+        g_s.append(g)
+        ratios.append(g / b)
+    print(f"    (medians: bare {statistics.median(b_s):.1f} µs, guarded {statistics.median(g_s):.1f} µs, "
+          f"median ratio {statistics.median(ratios):.3f})")
+    return min(b_s), min(g_s), min(g_s) / min(b_s)
+
+
+def bench_invoke() -> None:
+    """Guarded vs bare ``tool.invoke`` with a ToolCall dict and with plain args."""
+    sdk = TracerProvider()
+    sdk.add_span_processor(BatchSpanProcessor(_Drop(), max_queue_size=100_000))
+    guards = {"no SDK (no-op tracer)": Guard(POLICY), "SDK + batch processor": Guard(POLICY, tracer_provider=sdk)}
+    counter = iter(range(10**9))
+
+    def as_call() -> dict[str, Any]:
+        return {"type": "tool_call", "name": "send_email", "args": dict(ARGS), "id": f"c{next(counter)}"}
+
+    print(f"{'input':<10} {'tracing':<24} {'bare µs':>9} {'guarded µs':>11} {'ratio':>7} {'Δ µs':>7}")
+    for label, make in (("ToolCall", as_call), ("args", lambda: dict(ARGS))):
+        for tracing, guard in guards.items():
+            wrapped = GuardedTool(send_email, guard)
+            with guard.task(PLAN, identity=ME):
+                bare, guarded, ratio = paired_us(lambda make=make: send_email.invoke(make()),
+                                                 lambda make=make, wrapped=wrapped: wrapped.invoke(make()))
+            print(f"{label:<10} {tracing:<24} {bare:>9.1f} {guarded:>11.1f} {ratio:>7.3f} {guarded - bare:>7.1f}")
+    sdk.shutdown()
+
+
+def bench_agent_loop(tool_calls: int = 20, runs: int = 15) -> None:
+    """Per-tool-call overhead of AgentGuardMiddleware in a create_agent loop (planning+mint amortized)."""
+    guard = Guard(POLICY)
+    mw = AgentGuardMiddleware(guard, planner=PLAN, identity=ME)
+
+    def script() -> list[Any]:
+        turns: list[Any] = [calls(tool_call("send_email", ARGS, f"c{i}")) for i in range(tool_calls)]
+        return [*turns, "done"]
+
+    def once(middleware: list[AgentGuardMiddleware]) -> float:
+        agent = create_agent(ScriptedChatModel(script()), [send_email], middleware=middleware)
+        start = time.perf_counter_ns()
+        agent.invoke({"messages": [("user", "go")]})
+        return (time.perf_counter_ns() - start) / 1000
+
+    once([])
+    once([mw])
+    pairs = [(once([]), once([mw])) for _ in range(runs)]
+    bare = statistics.median(p[0] for p in pairs)
+    guarded = statistics.median(p[1] for p in pairs)
+    print(f"\ncreate_agent loop, {tool_calls} tool calls per run (median of {runs} runs):")
+    print(f"  unguarded run {bare / 1000:8.2f} ms   guarded run {guarded / 1000:8.2f} ms   ratio {guarded / bare:.3f}")
+    print(f"  middleware overhead per tool call (incl. amortized plan+mint+revoke): "
+          f"{(guarded - bare) / tool_calls:.1f} µs")
+
+
+if __name__ == "__main__":
+    bench_invoke()
+    bench_agent_loop()

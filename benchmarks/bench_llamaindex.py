@@ -1,0 +1,150 @@
+"""LlamaIndex adapter overhead: guarded / unguarded ``tool.call`` and ``await tool.acall``.
+
+Run: ``.venv/bin/python benchmarks/bench_llamaindex.py``. Prints medians (µs per call) and ratios;
+asserts nothing. Each guarded call is one decision, one budget unit and one ``execute_tool`` span,
+measured with the no-op tracer and with the OpenTelemetry SDK (batch processor, discarding exporter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from agent_guard_llamaindex import guard_tools
+from llama_index.core.tools import FunctionTool
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, Step
+
+ROUNDS = 15
+ARGS = {"to": "alice@example.com", "subject": "Hello", "body": "Your summary."}
+POLICY = Policy(agent_id="bench", capabilities=[
+    Capability("send_email", args={"to": {"glob": "*@example.com"}, "subject": {"max_len": 200},
+                                   "body": {"max_len": 2000}}),
+])
+PLAN = Plan(goal="bench", steps=[
+    Step("send_email", args={"to": "alice@example.com", "subject": {"any": True}, "body": {"any": True}},
+         max_calls=1_000_000),
+])
+ME = AgentIdentity(agent_id="bench", user_id="u-1")
+
+
+class _Drop(SpanExporter):
+    """An exporter that discards: measures the SDK and batch processor, not an exporter's I/O."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
+def send_email(to: str, subject: str, body: str) -> str:
+    """Send an email (does nothing)."""
+    return "sent"
+
+
+async def asend_email(to: str, subject: str, body: str) -> str:
+    """Send an email, async (does nothing)."""
+    return "sent"
+
+
+def _tools() -> dict[str, FunctionTool]:
+    return {
+        "sync fn": FunctionTool.from_defaults(send_email),
+        "async fn": FunctionTool.from_defaults(async_fn=asend_email, name="send_email"),
+    }
+
+
+def _guards() -> dict[str, Guard]:
+    sdk = TracerProvider()
+    sdk.add_span_processor(BatchSpanProcessor(_Drop(), max_queue_size=100_000))
+    return {"no-op tracer": Guard(POLICY), "SDK + batch": Guard(POLICY, tracer_provider=sdk)}
+
+
+def _compare_sync(cases: dict[str, Callable[[], object]], number: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for fn in cases.values():
+        for _ in range(200):
+            fn()
+    gc.collect()
+    rng = random.Random(1)
+    for _ in range(ROUNDS):
+        order = list(cases)
+        rng.shuffle(order)
+        for name in order:
+            fn = cases[name]
+            start = time.perf_counter_ns()
+            for _ in range(number):
+                fn()
+            samples[name].append((time.perf_counter_ns() - start) / number / 1000)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+async def _compare_async(cases: dict[str, Callable[[], Awaitable[object]]], number: int) -> dict[str, float]:
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for fn in cases.values():
+        for _ in range(100):
+            await fn()
+    gc.collect()
+    rng = random.Random(1)
+    for _ in range(ROUNDS):
+        order = list(cases)
+        rng.shuffle(order)
+        for name in order:
+            fn = cases[name]
+            start = time.perf_counter_ns()
+            for _ in range(number):
+                await fn()
+            samples[name].append((time.perf_counter_ns() - start) / number / 1000)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def _report(title: str, pairs: dict[str, dict[str, float]]) -> None:
+    print(f"\n{title}")
+    print(f"  {'tracing':<16} {'bare µs':>9} {'guarded µs':>11} {'ratio':>7} {'Δ µs':>8}")
+    for label, r in pairs.items():
+        bare, guarded = r["bare"], r["guarded"]
+        print(f"  {label:<16} {bare:>9.2f} {guarded:>11.2f} {guarded / bare:>7.3f} {guarded - bare:>8.2f}")
+
+
+def bench_call() -> None:
+    """Sync ``tool.call`` in a task: bare vs guarded (same interleaved rounds), no-op tracer vs SDK."""
+    tool = _tools()["sync fn"]
+    pairs: dict[str, dict[str, float]] = {}
+    for label, g in _guards().items():
+        gt = guard_tools([tool], g)[0]
+        with g.task(PLAN, identity=ME, ttl_s=900):
+            pairs[label] = _compare_sync({"bare": lambda: tool.call(**ARGS), "guarded": lambda gt=gt: gt.call(**ARGS)}, 2000)
+    _report("tool.call(**args)  [sync fn]", pairs)
+
+
+async def _bench_acall(kind: str, number: int) -> dict[str, dict[str, float]]:
+    tool = _tools()[kind]
+    pairs: dict[str, dict[str, float]] = {}
+    for label, g in _guards().items():
+        gt = guard_tools([tool], g)[0]
+        async with g.task(PLAN, identity=ME, ttl_s=900):
+            pairs[label] = await _compare_async(
+                {"bare": lambda: tool.acall(**ARGS), "guarded": lambda gt=gt: gt.acall(**ARGS)}, number
+            )
+    return pairs
+
+
+def main() -> None:
+    """Run every case and print the table."""
+    started = time.perf_counter()
+    bench_call()
+    _report("await tool.acall(**args)  [async fn]", asyncio.run(_bench_acall("async fn", 2000)))
+    _report("await tool.acall(**args)  [sync fn: LlamaIndex runs it in the default executor]",
+            asyncio.run(_bench_acall("sync fn", 300)))
+    print(f"\n(total {time.perf_counter() - started:.1f} s; medians of {ROUNDS} interleaved rounds)")
+
+
+if __name__ == "__main__":
+    main()
