@@ -1,0 +1,257 @@
+"""One guarded tool call in a LangGraph ``ToolNode``: decide once, one span, then run or refuse.
+
+Shared by the middleware, the ``ToolNode`` wrappers and :class:`GuardedTool`. A call decided at
+the ``ToolNode`` level is marked in a ContextVar for the duration of the tool's execution, so a
+:class:`GuardedTool` inside it does not decide (and spend budget, and emit a span) a second time.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Literal, NamedTuple
+
+from langchain_core.messages import ToolMessage
+from langchain_core.tools import BaseTool
+from langchain_core.tools.base import FILTERED_ARGS
+from langgraph.errors import GraphBubbleUp
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.types import Command
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from agent_guard import Guard, Task, ToolCallDenied, use_task
+from agent_guard import semconv as sc
+from agent_guard_langchain._messages import denial_message
+from agent_guard_langchain._resume import RESUMABLE
+
+__all__ = [
+    "OnViolation",
+    "ToolResult",
+    "already_decided",
+    "arun_guarded",
+    "decided",
+    "injected_keys",
+    "mark_tool_error",
+    "model_args",
+    "reset_decided",
+    "run_guarded",
+]
+
+OnViolation = Literal["message", "raise"]
+ToolResult = ToolMessage | Command[Any]
+_TOOL_ERROR: Final = "agent_guard.ToolError"
+
+
+class _Decided(NamedTuple):
+    guard: Guard
+    tool: str
+    call_id: str | None
+
+
+_DECIDED: contextvars.ContextVar[_Decided | None] = contextvars.ContextVar("agent_guard_lc_decided", default=None)
+
+
+def already_decided(guard: Guard, tool: str, call_id: str | None) -> bool:
+    """True when this very call (guard, tool, call id) was already decided by an outer layer."""
+    marker = _DECIDED.get()
+    return marker is not None and marker.guard is guard and marker.tool == tool and marker.call_id == call_id
+
+
+def decided(guard: Guard, tool: str, call_id: str | None) -> contextvars.Token[_Decided | None]:
+    """Mark the call as decided; reset the returned token when the tool has run."""
+    return _DECIDED.set(_Decided(guard, tool, call_id))
+
+
+def reset_decided(token: contextvars.Token[_Decided | None]) -> None:
+    """Undo :func:`decided`."""
+    _DECIDED.reset(token)
+
+
+_INJECTED_CACHE: dict[int, tuple[BaseTool, frozenset[str]]] = {}
+
+
+def injected_keys(tool: BaseTool) -> frozenset[str]:
+    """Argument names the framework injects into ``tool`` (state, runtime, store, call id, ...).
+
+    They are not the model's arguments, so they are filtered out before a decision or a span.
+    Computed once per tool with the tool's own ``_filter_injected_args``.
+    """
+    hit = _INJECTED_CACHE.get(id(tool))
+    if hit is not None and hit[0] is tool:
+        return hit[1]
+    names: set[str] = set(FILTERED_ARGS)
+    names.update(getattr(tool, "_injected_args_keys", ()))
+    try:
+        schema = tool.get_input_schema()
+        names.update(getattr(schema, "model_fields", {}))
+    except Exception:  # pragma: no cover - an unusual schema: fall back to the known names
+        pass
+    probe = dict.fromkeys(names)
+    keys = frozenset(names - set(tool._filter_injected_args(probe)))
+    if len(_INJECTED_CACHE) > 4096:
+        _INJECTED_CACHE.clear()
+    _INJECTED_CACHE[id(tool)] = (tool, keys)
+    return keys
+
+
+def model_args(request: ToolCallRequest) -> dict[str, Any]:
+    """The model's arguments of a ``ToolNode`` request, without framework-injected names."""
+    args = request.tool_call.get("args") or {}
+    if request.tool is None or not isinstance(args, Mapping):
+        return dict(args) if isinstance(args, Mapping) else {"input": args}
+    skip = injected_keys(request.tool)
+    return {k: v for k, v in args.items() if k not in skip} if skip else dict(args)
+
+
+def mark_tool_error(span: trace.Span, result: Any) -> None:
+    """Mark an allowed call's span as failed when the tool answered with an error ``ToolMessage``."""
+    if isinstance(result, ToolMessage) and result.status == "error":
+        span.set_attribute(sc.ERROR_TYPE, _TOOL_ERROR)
+        span.set_status(Status(StatusCode.ERROR, "tool_error"))
+
+
+def _attach_parent(task: Task | None) -> object:
+    if task is not None and task.span is not None:
+        return otel_context.attach(trace.set_span_in_context(task.span))
+    return None
+
+
+def _detach(token: object) -> None:
+    if token is not None:
+        otel_context.detach(token)  # type: ignore[arg-type]
+
+
+def run_guarded(
+    guard: Guard,
+    request: ToolCallRequest,
+    handler: Callable[[ToolCallRequest], ToolResult],
+    *,
+    on_violation: OnViolation,
+    task: Task | None,
+    use_current: bool,
+    on_denied_raise: Callable[[], None] | None = None,
+) -> ToolResult:
+    """Decide ``request`` (in ``task``, or the current task when ``use_current``) and run or refuse it."""
+    name = request.tool_call["name"]
+    call_id = request.tool_call.get("id")
+    args = model_args(request)
+    description = request.tool.description if request.tool is not None else None
+    parent = _attach_parent(task)
+    try:
+        if use_current:
+            return _decide_and_run(guard, request, handler, name, call_id, args, description, on_violation,
+                                   on_denied_raise)
+        with use_task(task):
+            return _decide_and_run(guard, request, handler, name, call_id, args, description, on_violation,
+                                   on_denied_raise)
+    finally:
+        _detach(parent)
+
+
+def _decide_and_run(
+    guard: Guard,
+    request: ToolCallRequest,
+    handler: Callable[[ToolCallRequest], ToolResult],
+    name: str,
+    call_id: str | None,
+    args: dict[str, Any],
+    description: str | None,
+    on_violation: OnViolation,
+    on_denied_raise: Callable[[], None] | None,
+) -> ToolResult:
+    task = guard.current_task()
+    if RESUMABLE.resume(task, call_id, name, args):  # decided (and charged) before the interrupt
+        return _run_marked(guard, name, call_id, args, task, lambda: handler(request))
+    with guard.tool_call(name, args, call_id=call_id, description=description) as call:
+        if not call.allowed:
+            if on_violation == "raise":
+                if on_denied_raise is not None:
+                    on_denied_raise()
+                raise ToolCallDenied(call.decision)
+            return denial_message(call.decision, name, call_id)
+        result = _run_marked(guard, name, call_id, args, task, lambda: handler(request))
+        mark_tool_error(call.span, result)
+        return result
+
+
+def _run_marked(
+    guard: Guard, name: str, call_id: str | None, args: Mapping[str, Any], task: Task | None,
+    fn: Callable[[], ToolResult],
+) -> ToolResult:
+    token = decided(guard, name, call_id)
+    try:
+        return fn()
+    except GraphBubbleUp:  # interrupt() inside the tool: the resumed call is not a new decision
+        RESUMABLE.remember(task, call_id, name, args)
+        raise
+    finally:
+        reset_decided(token)
+
+
+async def arun_guarded(
+    guard: Guard,
+    request: ToolCallRequest,
+    handler: Callable[[ToolCallRequest], Awaitable[ToolResult]],
+    *,
+    on_violation: OnViolation,
+    task: Task | None,
+    use_current: bool,
+    on_denied_raise: Callable[[], None] | None = None,
+) -> ToolResult:
+    """Async :func:`run_guarded`."""
+    name = request.tool_call["name"]
+    call_id = request.tool_call.get("id")
+    args = model_args(request)
+    description = request.tool.description if request.tool is not None else None
+    parent = _attach_parent(task)
+    try:
+        if use_current:
+            return await _adecide_and_run(guard, request, handler, name, call_id, args, description,
+                                          on_violation, on_denied_raise)
+        with use_task(task):
+            return await _adecide_and_run(guard, request, handler, name, call_id, args, description,
+                                          on_violation, on_denied_raise)
+    finally:
+        _detach(parent)
+
+
+async def _adecide_and_run(
+    guard: Guard,
+    request: ToolCallRequest,
+    handler: Callable[[ToolCallRequest], Awaitable[ToolResult]],
+    name: str,
+    call_id: str | None,
+    args: dict[str, Any],
+    description: str | None,
+    on_violation: OnViolation,
+    on_denied_raise: Callable[[], None] | None,
+) -> ToolResult:
+    task = guard.current_task()
+    if RESUMABLE.resume(task, call_id, name, args):
+        return await _arun_marked(guard, name, call_id, args, task, lambda: handler(request))
+    with await guard.atool_call(name, args, call_id=call_id, description=description) as call:
+        if not call.allowed:
+            if on_violation == "raise":
+                if on_denied_raise is not None:
+                    on_denied_raise()
+                raise ToolCallDenied(call.decision)
+            return denial_message(call.decision, name, call_id)
+        result = await _arun_marked(guard, name, call_id, args, task, lambda: handler(request))
+        mark_tool_error(call.span, result)
+        return result
+
+
+async def _arun_marked(
+    guard: Guard, name: str, call_id: str | None, args: Mapping[str, Any], task: Task | None,
+    fn: Callable[[], Awaitable[ToolResult]],
+) -> ToolResult:
+    token = decided(guard, name, call_id)
+    try:
+        return await fn()
+    except GraphBubbleUp:
+        RESUMABLE.remember(task, call_id, name, args)
+        raise
+    finally:
+        reset_decided(token)

@@ -1,0 +1,277 @@
+"""``AgentGuardMiddleware``: task-scoped grants for ``langchain.agents.create_agent``.
+
+Per run: ``before_agent`` plans, derives the scope and mints the grant; ``wrap_tool_call``
+decides every tool call against it; ``after_agent`` revokes it.
+
+Where the grant lives: the Task (holding the signed grant) stays in an in-memory registry on
+the middleware, keyed by an unguessable per-run key. The agent state -- which a checkpointer
+persists -- carries only that key (``agent_guard_run``, a private state field). The key is not a
+credential: it is useless outside this process, and it is bound to the LangGraph thread it was
+minted on. ``wrap_tool_call`` looks the Task up and makes it the current task only for the
+duration of the call (``agent_guard.use_task``), so concurrent runs sharing one middleware
+never see each other's grant. A run that dies before ``after_agent`` leaves a grant that
+expires with its TTL and is dropped by the next run's sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Annotated, Any, TypeAlias
+
+from langchain.agents.middleware.types import (
+    AgentMiddleware,
+    AgentState,
+    ExtendedModelResponse,
+    ModelRequest,
+    ModelResponse,
+    PrivateStateAttr,
+)
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp
+from langgraph.prebuilt.tool_node import ToolCallRequest
+from langgraph.runtime import Runtime
+from typing_extensions import NotRequired
+
+from agent_guard import AgentIdentity, Guard, Plan, Task
+from agent_guard.exceptions import ConfigError
+from agent_guard_langchain._calls import OnViolation, ToolResult, arun_guarded, run_guarded
+from agent_guard_langchain._planner import LLMPlanner, Planner, resolve_async, resolve_sync
+from agent_guard_langchain._runs import RunRegistry, thread_id_of
+
+__all__ = ["STATE_KEY", "AgentGuardMiddleware", "AgentGuardState", "IdentityProvider"]
+
+STATE_KEY = "agent_guard_run"
+"""The private state field holding the run's (non-secret) registry key."""
+
+IdentityProvider: TypeAlias = AgentIdentity | Callable[[Runtime[Any]], AgentIdentity]
+"""An identity, or a function of the run's ``Runtime`` (e.g. reading ``runtime.context``)."""
+
+_MAX_PENDING = 1024
+
+
+class AgentGuardState(AgentState[Any]):
+    """Agent state with the run's registry key (never the grant)."""
+
+    agent_guard_run: NotRequired[Annotated[str | None, PrivateStateAttr]]
+
+
+def _state_get(state: Any, key: str) -> Any:
+    if isinstance(state, Mapping):
+        return state.get(key)
+    return getattr(state, key, None)
+
+
+def _tool_name(tool: BaseTool | Mapping[str, Any]) -> str | None:
+    if isinstance(tool, BaseTool):
+        return tool.name
+    fn = tool.get("function")
+    name = fn.get("name") if isinstance(fn, Mapping) else tool.get("name")
+    return name if isinstance(name, str) else None
+
+
+class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
+    """Plan -> scope -> grant per run of a ``create_agent`` agent, enforced on every tool call.
+
+    ``planner`` is a :class:`~agent_guard.Plan`, a function ``(messages, tools) -> Plan`` (sync
+    or async) or an :class:`LLMPlanner`; ``catalog`` is the agent's tools (what the planner may
+    plan with). ``identity`` is an :class:`~agent_guard.AgentIdentity` or a function of the
+    ``Runtime`` (default: the policy's agent acting for no user). A refused call becomes
+    ``ToolMessage(status="error")`` naming the tool, the reason code and what the plan allows, and
+    the loop continues; ``on_violation="raise"`` raises :class:`~agent_guard.ToolCallDenied`
+    (aborting the run, after revoking its grant). ``hide_out_of_scope_tools=True`` also stops
+    offering the model tools outside the grant. ``ttl_s`` overrides the guard's grant lifetime.
+    A :class:`~agent_guard.PlanRejected` or :class:`~agent_guard.PlannerError` raised while
+    planning propagates out of ``invoke`` and nothing runs.
+    """
+
+    state_schema = AgentGuardState
+
+    def __init__(
+        self,
+        guard: Guard,
+        *,
+        planner: Planner,
+        catalog: Sequence[BaseTool] = (),
+        identity: IdentityProvider | None = None,
+        on_violation: OnViolation = "message",
+        hide_out_of_scope_tools: bool = False,
+        ttl_s: int | None = None,
+    ) -> None:
+        """Configure the middleware; one instance may serve any number of concurrent runs."""
+        super().__init__()
+        if not isinstance(guard, Guard):
+            raise ConfigError("guard: expected an agent_guard.Guard")
+        if guard.policy is None:
+            raise ConfigError("guard: the middleware mints grants, so the guard needs a policy: Guard(policy, ...)")
+        if not isinstance(planner, (Plan, LLMPlanner)) and not callable(planner):
+            raise ConfigError("planner: expected a Plan, an LLMPlanner or a function (messages, tools) -> Plan")
+        if isinstance(planner, LLMPlanner) and not catalog:
+            raise ConfigError("catalog: an LLMPlanner plans over the agent's tools; pass catalog=tools")
+        if on_violation not in ("message", "raise"):
+            raise ConfigError(f"on_violation: expected 'message' or 'raise', got {on_violation!r}")
+        if identity is not None and not isinstance(identity, AgentIdentity) and not callable(identity):
+            raise ConfigError("identity: expected an AgentIdentity or a function of the runtime")
+        self.guard = guard
+        self.planner = planner
+        self.catalog: list[BaseTool] = list(catalog)
+        self.identity = identity
+        self.on_violation: OnViolation = on_violation
+        self.hide_out_of_scope_tools = hide_out_of_scope_tools
+        self.ttl_s = ttl_s
+        self._runs = RunRegistry(guard.clock)
+        self._pending: OrderedDict[tuple[str, str], Plan] = OrderedDict()
+        self._pending_lock = threading.Lock()
+
+    # -- introspection -------------------------------------------------------------------------
+    @property
+    def active_runs(self) -> int:
+        """How many runs currently hold a live (registered) task."""
+        return len(self._runs)
+
+    def task_for(self, state: Any, runtime: Any) -> Task | None:
+        """The live task of the run that ``state``/``runtime`` belong to (``None`` when there is none)."""
+        return self._runs.get(_state_get(state, STATE_KEY), thread_id_of(runtime))
+
+    def close(self) -> int:
+        """Revoke every live run's grant (e.g. at shutdown). Returns how many were revoked."""
+        return self._runs.close_all("manual")
+
+    # -- planning and minting ----------------------------------------------------------------
+    def _identity_for(self, runtime: Runtime[Any]) -> AgentIdentity:
+        ident = self.identity
+        if ident is None:
+            assert self.guard.policy is not None
+            return AgentIdentity(agent_id=self.guard.policy.agent_id)
+        if isinstance(ident, AgentIdentity):
+            return ident
+        value = ident(runtime)
+        if not isinstance(value, AgentIdentity):
+            raise ConfigError(f"identity: the identity function returned {type(value).__name__}, not an AgentIdentity")
+        return value
+
+    def _pending_key(self, messages: Sequence[BaseMessage], thread: str | None) -> tuple[str, str] | None:
+        # An approval interrupt re-runs before_agent on resume: reuse the plan the human saw.
+        if thread is None:
+            return None
+        for message in reversed(messages):
+            if isinstance(message, HumanMessage):
+                return (thread, str(message.id)) if message.id else None
+        return None
+
+    def _remember(self, key: tuple[str, str] | None, plan: Plan) -> None:
+        if key is None:
+            return
+        with self._pending_lock:
+            self._pending[key] = plan
+            while len(self._pending) > _MAX_PENDING:
+                self._pending.popitem(last=False)
+
+    def _recall(self, key: tuple[str, str] | None) -> Plan | None:
+        if key is None:
+            return None
+        with self._pending_lock:
+            return self._pending.pop(key, None)
+
+    def _start(self, state: AgentGuardState, runtime: Runtime[Any]) -> tuple[str | None, list[BaseMessage]]:
+        self._runs.sweep()
+        thread = thread_id_of(runtime)
+        previous = state.get(STATE_KEY)
+        if self._runs.get(previous, thread) is not None:
+            self._runs.close(previous, "replanned")
+        return thread, list(state["messages"])
+
+    def before_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Plan, derive the scope and mint this run's grant; put only its registry key in state."""
+        thread, messages = self._start(state, runtime)
+        pending = self._pending_key(messages, thread)
+        plan = self._recall(pending)
+        if plan is None:
+            plan = resolve_sync(self.planner, messages, list(self.catalog), self.guard.policy)
+        handle = self.guard.task(plan, identity=self._identity_for(runtime), ttl_s=self.ttl_s)
+        try:
+            # Enter in a throwaway copy of the context: the task is found through the registry.
+            task = contextvars.copy_context().run(handle.__enter__)
+        except GraphBubbleUp:  # an approval interrupt: keep the plan for the resume
+            self._remember(pending, plan)
+            raise
+        return {STATE_KEY: self._runs.add(task, thread)}
+
+    async def abefore_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Async :meth:`before_agent`."""
+        thread, messages = self._start(state, runtime)
+        pending = self._pending_key(messages, thread)
+        plan = self._recall(pending)
+        if plan is None:
+            plan = await resolve_async(self.planner, messages, list(self.catalog), self.guard.policy)
+        handle = self.guard.task(plan, identity=self._identity_for(runtime), ttl_s=self.ttl_s)
+        try:
+            # A separate asyncio task runs in a copy of this context: nothing leaks into the node.
+            task = await asyncio.create_task(handle.__aenter__())
+        except GraphBubbleUp:
+            self._remember(pending, plan)
+            raise
+        return {STATE_KEY: self._runs.add(task, thread)}
+
+    def after_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Revoke the run's grant and clear its key from state."""
+        key = state.get(STATE_KEY)
+        if self._runs.get(key, thread_id_of(runtime)) is not None:
+            self._runs.close(key, "task_exit")
+        return {STATE_KEY: None}
+
+    async def aafter_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Async :meth:`after_agent`."""
+        return self.after_agent(state, runtime)
+
+    # -- enforcement ---------------------------------------------------------------------------
+    def _abort(self, state: Any, runtime: Any) -> Callable[[], None]:
+        def abort() -> None:  # raise mode ends the run: revoke its grant first
+            key = _state_get(state, STATE_KEY)
+            if self._runs.get(key, thread_id_of(runtime)) is not None:
+                self._runs.close(key, "task_exit")
+
+        return abort
+
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult]
+    ) -> ToolResult:
+        """Decide the call against this run's grant; run it, or answer with an error ToolMessage."""
+        return run_guarded(
+            self.guard, request, handler, on_violation=self.on_violation,
+            task=self.task_for(request.state, request.runtime), use_current=False,
+            on_denied_raise=self._abort(request.state, request.runtime),
+        )
+
+    async def awrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolResult]]
+    ) -> ToolResult:
+        """Async :meth:`wrap_tool_call`."""
+        return await arun_guarded(
+            self.guard, request, handler, on_violation=self.on_violation,
+            task=self.task_for(request.state, request.runtime), use_current=False,
+            on_denied_raise=self._abort(request.state, request.runtime),
+        )
+
+    def _visible(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
+        task = self.task_for(request.state, request.runtime)
+        allowed = set(task.tools) if task is not None and not task.revoked else set()
+        return request.override(tools=[t for t in request.tools if _tool_name(t) in allowed])
+
+    def wrap_model_call(
+        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
+    ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
+        """With ``hide_out_of_scope_tools``, offer the model only the tools its grant covers."""
+        return handler(self._visible(request) if self.hide_out_of_scope_tools else request)
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
+    ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
+        """Async :meth:`wrap_model_call`."""
+        return await handler(self._visible(request) if self.hide_out_of_scope_tools else request)

@@ -1,0 +1,54 @@
+"""Tool calls paused by ``interrupt()`` inside the tool, so their resumed run is not decided twice."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from agent_guard import Task
+
+__all__ = ["RESUMABLE"]
+
+
+class _Resumable:
+    """Calls that were allowed and then paused by ``interrupt()`` inside the tool.
+
+    On resume LangGraph runs the tool call again; it must not be decided (and charged) twice.
+    Keyed by (task id, tool call id); the tool name and arguments must match exactly.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._calls: OrderedDict[tuple[str, str], tuple[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    @staticmethod
+    def _key(task: Task | None, call_id: str | None) -> tuple[str, str] | None:
+        return (task.id, call_id) if task is not None and call_id else None
+
+    def remember(self, task: Task | None, call_id: str | None, tool: str, args: Mapping[str, Any]) -> None:
+        key = self._key(task, call_id)
+        if key is None:
+            return
+        with self._lock:
+            self._calls[key] = (tool, repr(sorted(args.items())))
+            while len(self._calls) > self._limit:
+                self._calls.popitem(last=False)
+
+    def resume(self, task: Task | None, call_id: str | None, tool: str, args: Mapping[str, Any]) -> bool:
+        """True (once) when this exact call was allowed before an interrupt and its grant is still live."""
+        key = self._key(task, call_id)
+        if key is None or task is None or not self._calls:
+            return False
+        with self._lock:
+            seen = self._calls.pop(key, None)
+        if seen != (tool, repr(sorted(args.items()))):
+            return False
+        # A grant whose plan completed *with* this call still covers it; any other revocation does not.
+        live = task.revocation_reason in (None, "plan_completed")
+        return live and task.guard.clock() < task.expires_at
+
+
+RESUMABLE = _Resumable()

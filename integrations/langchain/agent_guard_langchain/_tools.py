@@ -1,0 +1,229 @@
+"""``GuardedTool``: a LangChain ``BaseTool`` that decides every call before delegating to the tool.
+
+It delegates at ``run``/``arun`` (not ``_run``/``_arun``), so the wrapped tool still parses its
+input, injects ``InjectedToolCallId``/``ToolRuntime``/``InjectedState``/``config``, formats
+``content_and_artifact`` output, applies ``handle_tool_error`` (``status="error"``) and returns
+``Command`` objects exactly as without the guard.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool
+from langchain_core.utils.pydantic import TypeBaseModel
+from langgraph.errors import GraphBubbleUp
+from pydantic import ConfigDict
+
+from agent_guard import Decision, Guard, ToolCallDenied
+from agent_guard_langchain._calls import (
+    OnViolation,
+    already_decided,
+    decided,
+    injected_keys,
+    mark_tool_error,
+    reset_decided,
+)
+from agent_guard_langchain._messages import denial_message
+from agent_guard_langchain._resume import RESUMABLE
+
+__all__ = ["GuardedTool", "guard_tools"]
+
+
+class GuardedTool(BaseTool):
+    """A tool whose every call is decided by ``guard`` first; otherwise identical to ``inner``.
+
+    ``GuardedTool(tool, guard)``. An allowed call runs ``inner`` inside an ``execute_tool`` span
+    carrying the tool call id. A refused call never reaches ``inner``: with a ``tool_call_id``
+    (a model ToolCall) it returns ``ToolMessage(status="error")`` naming the tool, the reason
+    code and what the plan allows; with plain arguments it raises
+    :class:`~agent_guard.ToolCallDenied`. ``on_violation="raise"`` always raises.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    inner: BaseTool
+    """The wrapped tool."""
+    guard: Guard
+    """The guard that decides every call."""
+    on_violation: OnViolation = "message"
+    """``"message"``: a refused ToolCall becomes an error ToolMessage; ``"raise"``: raise ToolCallDenied."""
+
+    def __init__(self, inner: BaseTool, guard: Guard, *, on_violation: OnViolation = "message") -> None:
+        """Wrap ``inner`` so that ``guard`` decides each call."""
+        if not isinstance(inner, BaseTool):
+            raise TypeError(f"inner: expected a langchain BaseTool, got {type(inner).__name__}")
+        if not isinstance(guard, Guard):
+            raise TypeError(f"guard: expected an agent_guard.Guard, got {type(guard).__name__}")
+        if on_violation not in ("message", "raise"):
+            raise ValueError(f"on_violation: expected 'message' or 'raise', got {on_violation!r}")
+        super().__init__(
+            inner=inner,
+            guard=guard,
+            on_violation=on_violation,
+            name=inner.name,
+            description=inner.description,
+            args_schema=inner.args_schema,
+            return_direct=inner.return_direct,
+            response_format=inner.response_format,
+            handle_tool_error=inner.handle_tool_error,
+            handle_validation_error=inner.handle_validation_error,
+            tags=inner.tags,
+            metadata=inner.metadata,
+            extras=inner.extras,
+        )
+
+    # -- the wrapped tool's schemas and injection markers ----------------------------------
+    @property
+    def tool_call_schema(self) -> Any:
+        """The wrapped tool's schema for model tool calls (injected arguments excluded)."""
+        return self.inner.tool_call_schema
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The wrapped tool's argument properties."""
+        return self.inner.args
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> TypeBaseModel:
+        """The wrapped tool's full input schema (injected arguments included)."""
+        return self.inner.get_input_schema(config)
+
+    @property
+    def _injected_args_keys(self) -> frozenset[str]:
+        return self.inner._injected_args_keys
+
+    def _filter_injected_args(self, tool_input: dict[str, Any]) -> dict[str, Any]:
+        return self.inner._filter_injected_args(tool_input)
+
+    @property
+    def func(self) -> Callable[..., Any] | None:
+        """The wrapped tool's ``func`` (LangGraph reads its annotations to inject runtime/state)."""
+        return getattr(self.inner, "func", None)
+
+    @property
+    def coroutine(self) -> Callable[..., Any] | None:
+        """The wrapped tool's ``coroutine`` (see :attr:`func`)."""
+        return getattr(self.inner, "coroutine", None)
+
+    # -- execution ---------------------------------------------------------------------------
+    def _decision_args(self, tool_input: str | dict[str, Any]) -> dict[str, Any]:
+        if isinstance(tool_input, dict):
+            skip = injected_keys(self.inner)
+            return {k: v for k, v in tool_input.items() if k not in skip} if skip else dict(tool_input)
+        names = list(self.inner.args)
+        return {names[0] if len(names) == 1 else "input": tool_input}
+
+    def _refuse(self, decision: Decision, tool_call_id: str | None) -> Any:
+        if self.on_violation == "raise" or tool_call_id is None:
+            raise ToolCallDenied(decision)
+        return denial_message(decision, self.name, tool_call_id)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("GuardedTool runs through run()/arun(); call tool.invoke(...)")
+
+    def run(
+        self,
+        tool_input: str | dict[str, Any],
+        verbose: bool | None = None,
+        start_color: str | None = "green",
+        color: str | None = "green",
+        callbacks: Callbacks = None,
+        *,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        run_name: str | None = None,
+        run_id: uuid.UUID | None = None,
+        config: RunnableConfig | None = None,
+        tool_call_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Decide the call, then run the wrapped tool (or refuse without running it)."""
+
+        def delegate() -> Any:
+            return self.inner.run(
+                tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
+                run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
+            )
+
+        if already_decided(self.guard, self.name, tool_call_id):
+            return delegate()
+        args = self._decision_args(tool_input)
+        task = self.guard.current_task()
+        if RESUMABLE.resume(task, tool_call_id, self.name, args):
+            return delegate()
+        with self.guard.tool_call(self.name, args, call_id=tool_call_id, description=self.description) as call:
+            if not call.allowed:
+                return self._refuse(call.decision, tool_call_id)
+            token = decided(self.guard, self.name, tool_call_id)
+            try:
+                result = delegate()
+            except GraphBubbleUp:  # interrupt() in the tool: its resumed run is the same call
+                RESUMABLE.remember(task, tool_call_id, self.name, args)
+                raise
+            finally:
+                reset_decided(token)
+            mark_tool_error(call.span, result)
+            call.record_result(result)
+            return result
+
+    async def arun(
+        self,
+        tool_input: str | dict[str, Any],
+        verbose: bool | None = None,
+        start_color: str | None = "green",
+        color: str | None = "green",
+        callbacks: Callbacks = None,
+        *,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        run_name: str | None = None,
+        run_id: uuid.UUID | None = None,
+        config: RunnableConfig | None = None,
+        tool_call_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Async :meth:`run`."""
+
+        async def delegate() -> Any:
+            return await self.inner.arun(
+                tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
+                run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
+            )
+
+        if already_decided(self.guard, self.name, tool_call_id):
+            return await delegate()
+        args = self._decision_args(tool_input)
+        task = self.guard.current_task()
+        if RESUMABLE.resume(task, tool_call_id, self.name, args):
+            return await delegate()
+        with await self.guard.atool_call(
+            self.name, args, call_id=tool_call_id, description=self.description
+        ) as call:
+            if not call.allowed:
+                return self._refuse(call.decision, tool_call_id)
+            token = decided(self.guard, self.name, tool_call_id)
+            try:
+                result = await delegate()
+            except GraphBubbleUp:
+                RESUMABLE.remember(task, tool_call_id, self.name, args)
+                raise
+            finally:
+                reset_decided(token)
+            mark_tool_error(call.span, result)
+            call.record_result(result)
+            return result
+
+
+def guard_tools(
+    tools: Iterable[BaseTool], guard: Guard, *, on_violation: OnViolation = "message"
+) -> list[GuardedTool]:
+    """Wrap each tool in a :class:`GuardedTool` (an already guarded tool is re-wrapped around its inner)."""
+    out = []
+    for tool in tools:
+        inner = tool.inner if isinstance(tool, GuardedTool) else tool
+        out.append(GuardedTool(inner, guard, on_violation=on_violation))
+    return out
