@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/agent-guard demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agent_guard integrations tests benchmarks examples
+	$(VENV)/bin/ruff check agent_guard integrations tests benchmarks examples scripts
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict agent_guard integrations/langchain/agent_guard_langchain integrations/llamaindex/agent_guard_llamaindex

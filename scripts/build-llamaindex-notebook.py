@@ -1,4 +1,4 @@
-"""Build notebooks/llamaindex_quickstart.ipynb (stored without outputs). Run: python notebooks/_build_llamaindex_quickstart.py"""
+"""Build notebooks/llamaindex_quickstart.ipynb (stored without outputs). Run: python scripts/build-llamaindex-notebook.py"""
 
 from __future__ import annotations
 
@@ -155,6 +155,6 @@ nb = new_notebook(cells=cells, metadata={
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
     "language_info": {"name": "python"},
 })
-out = Path(__file__).resolve().parent / "llamaindex_quickstart.ipynb"
+out = Path(__file__).resolve().parent.parent / "notebooks" / "llamaindex_quickstart.ipynb"
 nbformat.write(nb, out)
 print(f"wrote {out}")

@@ -1,4 +1,4 @@
-"""Build notebooks/langchain_quickstart.ipynb (stored without outputs). Run: python notebooks/_build_langchain_quickstart.py"""
+"""Build notebooks/langchain_quickstart.ipynb (stored without outputs). Run: python scripts/build-langchain-notebook.py"""
 
 from __future__ import annotations
 
@@ -122,6 +122,6 @@ nb = new_notebook(cells=cells, metadata={
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
     "language_info": {"name": "python"},
 })
-out = Path(__file__).resolve().parent / "langchain_quickstart.ipynb"
+out = Path(__file__).resolve().parent.parent / "notebooks" / "langchain_quickstart.ipynb"
 nbformat.write(nb, out)
 print(f"wrote {out}")
