@@ -27,8 +27,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from agent_guard._guard import Task
     from agent_guard._models import Decision
+    from agent_guard._task import Task
 
 __all__ = ["DecisionLog", "FsyncPolicy"]
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
-    from agent_guard._guard import Task
+    from agent_guard._task import Task
 
 __all__ = ["current_task", "run_in_task_context", "use_task"]
 

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast, overload
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Span, TracerProvider
+from opentelemetry.trace import TracerProvider
 
 from agent_guard import reasons
 from agent_guard import semconv as sc
+from agent_guard._approval import Approver, acheck_approvals, check_approvals
 from agent_guard._context import CURRENT_TASK
 from agent_guard._grant import (
     DEFAULT_AUDIENCE,
@@ -28,32 +24,18 @@ from agent_guard._grant import (
     verify_grant,
 )
 from agent_guard._keys import KeySet
-from agent_guard._matcher import CompiledScope
-from agent_guard._models import MAX_TTL_S, AgentIdentity, Decision, Plan, Policy, _Frozen
+from agent_guard._models import MAX_TTL_S, AgentIdentity, Decision, Plan, Policy
 from agent_guard._scope import TaskScope, derive_scope
 from agent_guard._spans import SpanEmitter
 from agent_guard._store import GrantStore, InMemoryGrantStore
-from agent_guard.exceptions import ConfigError, PlanRejected, PlanViolation, ToolCallDenied
+from agent_guard._task import Task, TaskContext, ToolCall
+from agent_guard.exceptions import ConfigError
 
-__all__ = ["ApprovalRequest", "AuditSink", "Guard", "Task", "TaskContext", "ToolCall"]
+__all__ = ["AuditSink", "Guard"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _log = logging.getLogger("agent_guard")
 DEFAULT_TTL_S = 300
-
-
-class ApprovalRequest(_Frozen):
-    """What an approval hook is asked: may this step of this plan be granted?"""
-
-    identity: AgentIdentity
-    plan: Plan
-    step: int
-    tool: str
-    args: dict[str, Any]
-
-
-Approver = Callable[[ApprovalRequest], "bool | Awaitable[bool]"]
-"""An approval hook: returns (or resolves to) True to approve one step."""
 
 
 class AuditSink(Protocol):
@@ -78,187 +60,6 @@ def _deny_message(tool: str, reason: str, argument: str | None, allowed_tools: t
         f"agent_guard refused {what}the call to {tool!r} ({reason}): {reasons.describe(reason)}; "
         f"the current plan allows: {allows}."
     )
-
-
-class Task:
-    """A live task: the grant in force in this context, its verified claims and its scope.
-
-    Created by :meth:`Guard.task` (mint) or :meth:`Guard.attach` (a grant received from elsewhere).
-    """
-
-    def __init__(
-        self, guard: Guard, token: str, claims: GrantClaims, identity: AgentIdentity, *, owner: bool
-    ) -> None:
-        self.guard = guard
-        self.grant = token
-        """The signed grant (a JWT). Treat it as a secret: never log it."""
-        self.claims = claims
-        """The grant's verified claims."""
-        self.id = claims.txn
-        """The task (run) id: the grant's ``txn``."""
-        self.grant_id = claims.jti
-        """The grant id: its ``jti``."""
-        self.identity = identity
-        self.scope: TaskScope = claims.scope()
-        self.expires_at = float(claims.exp)
-        self.owner = owner
-        self.compiled = CompiledScope(self.scope)
-        self.span: Span | None = None
-        self.revocation_reason: str | None = None
-        self._lock = threading.Lock()
-        self.base_attributes: dict[str, Any] = {
-            sc.AGENT_ID: identity.agent_id,
-            sc.AGENT_NAME: identity.agent_id,
-            sc.GRANT_ID: self.grant_id,
-            sc.TASK_ID: self.id,
-        }
-        if identity.user_id:
-            self.base_attributes[sc.ENDUSER_ID] = identity.user_id
-        self.tool_attributes = {k: v for k, v in self.base_attributes.items() if k != sc.AGENT_NAME}
-        """The subset of the task's attributes put on every tool span (kept small: spans cost per attribute)."""
-        self._allow = {
-            step.index: Decision.model_construct(
-                allowed=True, tool=step.tool, reason=None, message=f"allowed by plan step {step.index}",
-                step=step.index, grant_id=self.grant_id, task_id=self.id, argument=None, allowed_tools=(),
-            )
-            for step in self.scope.steps
-        }
-
-    @property
-    def revoked(self) -> bool:
-        """True once the grant was revoked (plan completed, task exit, expiry or by hand)."""
-        return self.revocation_reason is not None
-
-    @property
-    def tools(self) -> tuple[str, ...]:
-        """The tools this task's grant covers."""
-        return self.compiled.tools
-
-    def revoke(self, reason: str = "manual") -> None:
-        """Revoke the grant now, in this process and (through the store) in every worker."""
-        self.guard._revoke(self, reason)
-
-    def _mark_revoked(self, reason: str) -> bool:
-        with self._lock:
-            if self.revocation_reason is not None:
-                return False
-            self.revocation_reason = reason
-            return True
-
-    def __repr__(self) -> str:
-        state = f"revoked={self.revocation_reason!r}" if self.revoked else "active"
-        return f"<Task id={self.id!r} agent={self.identity.agent_id!r} tools={list(self.tools)!r} {state}>"
-
-
-def _warn_revoke_failed(task: Task, err: Exception) -> None:
-    _log.warning(
-        "agent_guard: could not revoke task %s in the grant store at task exit (%s: %s); this process "
-        "denies it now, other workers keep it until its grant expires at %.0f",
-        task.id, type(err).__name__, err, task.expires_at,
-    )
-
-
-class TaskContext:
-    """``with`` / ``async with`` handle returned by :meth:`Guard.task` and :meth:`Guard.attach`.
-
-    Entering mints (or verifies) the grant, records the run, opens the task span and sets the
-    current task; leaving revokes the grant (for a minted task) and restores the previous task.
-    """
-
-    def __init__(self, guard: Guard, opener: Callable[[], Task], aopener: Callable[[], Awaitable[Task]]) -> None:
-        self._guard = guard
-        self._open = opener
-        self._aopen = aopener
-        self._task: Task | None = None
-        self._token: Any = None
-        self._span_token: object = None
-
-    def _enter(self, task: Task) -> Task:
-        self._task = task
-        task.span, self._span_token = self._guard._spans.start_task(task)
-        if task.owner:
-            self._guard._emit_issued(task)
-        self._token = CURRENT_TASK.set(task)
-        return task
-
-    def _leave(self) -> Task:
-        task = self._task
-        assert task is not None, "TaskContext exited without being entered"
-        CURRENT_TASK.reset(self._token)
-        return task
-
-    def _close_span(self, task: Task) -> None:
-        if task.span is not None:
-            self._guard._spans.end_task(task.span, self._span_token)
-            task.span = None
-
-    def __enter__(self) -> Task:
-        return self._enter(self._open())
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        task = self._leave()
-        try:
-            if task.owner:
-                self._guard._revoke(task, "task_exit")
-        except Exception as err:  # never mask the caller's exception; the grant still dies at its TTL
-            _warn_revoke_failed(task, err)
-        finally:
-            self._close_span(task)
-
-    async def __aenter__(self) -> Task:
-        return self._enter(await self._aopen())
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        task = self._leave()
-        try:
-            if task.owner:
-                await self._guard._arevoke(task, "task_exit")
-        except Exception as err:  # never mask the caller's exception; the grant still dies at its TTL
-            _warn_revoke_failed(task, err)
-        finally:
-            self._close_span(task)
-
-
-class ToolCall:
-    """One guarded call: the decision and its ``execute_tool`` span (current while entered).
-
-    ``with guard.tool_call(name, args) as call:`` — check ``call.allowed``; run the tool only then.
-    An exception from the tool marks the span with ``error.type`` and propagates.
-    """
-
-    __slots__ = ("_ctx_token", "_emitter", "decision", "span")
-
-    def __init__(self, emitter: SpanEmitter, decision: Decision, span: Span) -> None:
-        self._emitter = emitter
-        self.decision = decision
-        self.span = span
-        self._ctx_token: object = None
-
-    @property
-    def allowed(self) -> bool:
-        """True when the call may run."""
-        return self.decision.allowed
-
-    def raise_if_denied(self) -> None:
-        """Raise :class:`ToolCallDenied` unless the call is allowed."""
-        if not self.decision.allowed:
-            raise ToolCallDenied(self.decision)
-
-    def record_result(self, result: Any) -> None:
-        """Record the tool's result on the span (only when argument recording is opted in)."""
-        self._emitter.record_result(self.span, result)
-
-    def __enter__(self) -> ToolCall:
-        self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        if e is not None and self.decision.allowed and not isinstance(e, ToolCallDenied):
-            self._emitter.record_tool_error(self.span, e)
-        otel_context.detach(self._ctx_token)  # type: ignore[arg-type]
-        self.span.end()
 
 
 class Guard:
@@ -342,14 +143,14 @@ class Guard:
 
         def open_sync() -> Task:
             scope = derive_scope(plan, policy)
-            self._check_approvals_sync(plan, scope, identity)
+            check_approvals(self.approver, plan, scope, identity)
             task = self._mint(scope, identity, ttl)
             self.store.activate(task.id, **self._activation(task))
             return task
 
         async def open_async() -> Task:
             scope = derive_scope(plan, policy)
-            await self._check_approvals_async(plan, scope, identity)
+            await acheck_approvals(self.approver, plan, scope, identity)
             task = self._mint(scope, identity, ttl)
             await self.store.aactivate(task.id, **self._activation(task))
             return task
@@ -401,63 +202,6 @@ class Guard:
         # Keep the approval flags of the derived scope (the grant itself does not carry them).
         task.scope = scope
         return task
-
-    def _approval_requests(self, plan: Plan, scope: TaskScope, identity: AgentIdentity) -> list[ApprovalRequest]:
-        return [
-            ApprovalRequest(identity=identity, plan=plan, step=s.index, tool=s.tool, args=dict(plan.steps[s.index].args))
-            for s in scope.steps
-            if s.requires_approval
-        ]
-
-    def _approval_violation(self, request: ApprovalRequest, reason: str) -> PlanViolation:
-        if reason == reasons.APPROVAL_REQUIRED:
-            text = "this capability requires approval and the guard has no approver; pass Guard(..., approver=...)"
-        else:
-            text = "the approver refused this step"
-        return PlanViolation(request.step, request.tool, reason, text)
-
-    def _check_approvals_sync(self, plan: Plan, scope: TaskScope, identity: AgentIdentity) -> None:
-        requests = self._approval_requests(plan, scope, identity)
-        if not requests:
-            return
-        if self.approver is None:
-            raise PlanRejected([self._approval_violation(r, reasons.APPROVAL_REQUIRED) for r in requests])
-        refused = []
-        for request in requests:
-            answer = self.approver(request)
-            if inspect.isawaitable(answer):
-                answer = self._run_awaitable(answer)
-            if answer is not True:
-                refused.append(self._approval_violation(request, reasons.APPROVAL_DENIED))
-        if refused:
-            raise PlanRejected(refused)
-
-    async def _check_approvals_async(self, plan: Plan, scope: TaskScope, identity: AgentIdentity) -> None:
-        requests = self._approval_requests(plan, scope, identity)
-        if not requests:
-            return
-        if self.approver is None:
-            raise PlanRejected([self._approval_violation(r, reasons.APPROVAL_REQUIRED) for r in requests])
-        refused = []
-        for request in requests:
-            answer = self.approver(request)
-            if inspect.isawaitable(answer):
-                answer = await answer
-            if answer is not True:
-                refused.append(self._approval_violation(request, reasons.APPROVAL_DENIED))
-        if refused:
-            raise PlanRejected(refused)
-
-    @staticmethod
-    def _run_awaitable(awaitable: Awaitable[Any]) -> Any:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(_await(awaitable))
-        close = getattr(awaitable, "close", None)
-        if close is not None:
-            close()
-        raise ConfigError("approver: an async approver needs `async with guard.task(...)` inside a running event loop")
 
     # -- revocation ---------------------------------------------------------------------------
     def _emit_issued(self, task: Task) -> None:
@@ -655,8 +399,4 @@ class Guard:
     def current_task(self) -> Task | None:
         """The task entered in this context, if any."""
         return CURRENT_TASK.get()
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 

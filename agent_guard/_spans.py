@@ -19,8 +19,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from agent_guard import semconv as sc
 
 if TYPE_CHECKING:
-    from agent_guard._guard import Task
     from agent_guard._models import Decision
+    from agent_guard._task import Task
 
 __all__ = ["SpanEmitter"]
 
