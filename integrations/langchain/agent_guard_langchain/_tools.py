@@ -9,7 +9,7 @@ input, injects ``InjectedToolCallId``/``ToolRuntime``/``InjectedState``/``config
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
@@ -125,30 +125,7 @@ class GuardedTool(BaseTool):
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("GuardedTool runs through run()/arun(); call tool.invoke(...)")
 
-    def run(
-        self,
-        tool_input: str | dict[str, Any],
-        verbose: bool | None = None,
-        start_color: str | None = "green",
-        color: str | None = "green",
-        callbacks: Callbacks = None,
-        *,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        run_name: str | None = None,
-        run_id: uuid.UUID | None = None,
-        config: RunnableConfig | None = None,
-        tool_call_id: str | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Decide the call, then run the wrapped tool (or refuse without running it)."""
-
-        def delegate() -> Any:
-            return self.inner.run(
-                tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
-                run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
-            )
-
+    def _guarded(self, tool_input: str | dict[str, Any], tool_call_id: str | None, delegate: Callable[[], Any]) -> Any:
         if already_decided(self.guard, self.name, tool_call_id):
             return delegate()
         args = self._decision_args(tool_input)
@@ -170,6 +147,52 @@ class GuardedTool(BaseTool):
             call.record_result(result)
             return result
 
+    async def _aguarded(
+        self, tool_input: str | dict[str, Any], tool_call_id: str | None, delegate: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        if already_decided(self.guard, self.name, tool_call_id):
+            return await delegate()
+        args = self._decision_args(tool_input)
+        task = self.guard.current_task()
+        if RESUMABLE.resume(task, tool_call_id, self.name, args):
+            return await delegate()
+        with await self.guard.atool_call(self.name, args, call_id=tool_call_id, description=self.description) as call:
+            if not call.allowed:
+                return self._refuse(call.decision, tool_call_id)
+            token = decided(self.guard, self.name, tool_call_id)
+            try:
+                result = await delegate()
+            except GraphBubbleUp:
+                RESUMABLE.remember(task, tool_call_id, self.name, args)
+                raise
+            finally:
+                reset_decided(token)
+            mark_tool_error(call.span, result)
+            call.record_result(result)
+            return result
+
+    def run(
+        self,
+        tool_input: str | dict[str, Any],
+        verbose: bool | None = None,
+        start_color: str | None = "green",
+        color: str | None = "green",
+        callbacks: Callbacks = None,
+        *,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        run_name: str | None = None,
+        run_id: uuid.UUID | None = None,
+        config: RunnableConfig | None = None,
+        tool_call_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Decide the call, then run the wrapped tool (or refuse without running it)."""
+        return self._guarded(tool_input, tool_call_id, lambda: self.inner.run(
+            tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
+            run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
+        ))
+
     async def arun(
         self,
         tool_input: str | dict[str, Any],
@@ -187,35 +210,10 @@ class GuardedTool(BaseTool):
         **kwargs: Any,
     ) -> Any:
         """Async :meth:`run`."""
-
-        async def delegate() -> Any:
-            return await self.inner.arun(
-                tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
-                run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
-            )
-
-        if already_decided(self.guard, self.name, tool_call_id):
-            return await delegate()
-        args = self._decision_args(tool_input)
-        task = self.guard.current_task()
-        if RESUMABLE.resume(task, tool_call_id, self.name, args):
-            return await delegate()
-        with await self.guard.atool_call(
-            self.name, args, call_id=tool_call_id, description=self.description
-        ) as call:
-            if not call.allowed:
-                return self._refuse(call.decision, tool_call_id)
-            token = decided(self.guard, self.name, tool_call_id)
-            try:
-                result = await delegate()
-            except GraphBubbleUp:
-                RESUMABLE.remember(task, tool_call_id, self.name, args)
-                raise
-            finally:
-                reset_decided(token)
-            mark_tool_error(call.span, result)
-            call.record_result(result)
-            return result
+        return await self._aguarded(tool_input, tool_call_id, lambda: self.inner.arun(
+            tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
+            run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
+        ))
 
 
 def guard_tools(
