@@ -13,33 +13,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _scenario import ARGS, EMAIL_CAPABILITY, EMAIL_STEP, ME, POLICY, sdk_provider, send_email
 from _timing import compare, row
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, derive_scope
+from agent_guard import Capability, Guard, Plan, Policy, derive_scope
 from agent_guard._grant import mint_grant
 
-ARGS = {"to": "alice@example.com", "subject": "hi", "body": "hello"}
-ME = AgentIdentity(agent_id="bench", user_id="u")
-EMAIL_CAP = Capability("send_email", args={"to": {"glob": "*@example.com"}, "subject": {"max_len": 200},
-                                           "body": {"max_len": 10_000}})
-POLICY = Policy(agent_id="bench", capabilities=[EMAIL_CAP, *[Capability(f"tool_{i}", args={"x": {"any": True}})
-                                                            for i in range(1000)]])
-SMALL_POLICY = Policy(agent_id="bench", capabilities=[EMAIL_CAP])
-EMAIL = {"tool": "send_email", "args": {"to": "alice@example.com", "subject": {"any": True}, "body": {"any": True}},
-         "max_calls": 1_000_000}
-
-
-class NullExporter(SpanExporter):
-    """Drops spans (measures the SDK and batch processor, not a network)."""
-
-    def export(self, spans: object) -> SpanExportResult:  # type: ignore[override]
-        return SpanExportResult.SUCCESS
-
-
-def send_email(to: str, subject: str, body: str) -> str:
-    return to
+SMALL_POLICY = POLICY
+POLICY = Policy(agent_id="bench", capabilities=[EMAIL_CAPABILITY, *[Capability(f"tool_{i}", args={"x": {"any": True}})
+                                                                   for i in range(1000)]])
+EMAIL = EMAIL_STEP.model_dump()
 
 
 def in_task(guard: Guard, plan: Plan) -> contextvars.Context:
@@ -57,8 +40,7 @@ def main() -> None:
     same = in_task(guard, Plan(steps=[
         *[{"tool": "send_email", "args": {**EMAIL["args"], "to": f"user{i}@example.com"}} for i in range(999)],  # type: ignore[dict-item]
         EMAIL]))
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(NullExporter(), max_queue_size=1_000_000))
+    provider = sdk_provider()
     sdk_guard = Guard(POLICY, tracer_provider=provider)
     sdk = in_task(sdk_guard, Plan(steps=[EMAIL]))
     wrapped, sdk_wrapped = guard.wrap(send_email), sdk_guard.wrap(send_email)

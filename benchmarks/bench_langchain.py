@@ -7,8 +7,10 @@ Target (DESIGN.md): guarded LangChain tool ``invoke`` / unguarded <= 1.10.
 from __future__ import annotations
 
 import statistics
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent_guard_langchain import AgentGuardMiddleware, GuardedTool
@@ -17,41 +19,18 @@ from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage, ToolCall
 from langchain_core.tools import tool
 from langgraph.prebuilt.tool_node import ToolCallRequest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, Step
+from agent_guard import Guard
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scenario import ARGS, ME, PLAN, POLICY, sdk_provider
+from _scenario import send_email as _send_email
 
 REPEATS = 25
 LOOPS = 300
 
 
-class _Drop(SpanExporter):
-    """An exporter that discards: measures the SDK and batch processor, not an exporter's I/O."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        return None
-
-
-@tool
-def send_email(to: str, subject: str, body: str) -> str:
-    """Send an email (does nothing)."""
-    return "sent"
-
-
-ARGS = {"to": "alice@example.com", "subject": "Hello", "body": "Your summary."}
-POLICY = Policy(agent_id="bench", capabilities=[
-    Capability("send_email", args={"to": {"glob": "*@example.com"}, "subject": {"max_len": 200},
-                                   "body": {"max_len": 2000}}),
-])
-PLAN = Plan(goal="bench", steps=[
-    Step("send_email", args={"to": "alice@example.com", "subject": {"any": True}, "body": {"any": True}},
-         max_calls=1_000_000),
-])
-ME = AgentIdentity(agent_id="bench", user_id="u-1")
+send_email = tool(_send_email)
 
 
 def _loop_us(fn: Callable[[], Any], loops: int) -> float:
@@ -83,8 +62,7 @@ def paired_us(bare: Callable[[], Any], guarded: Callable[[], Any], loops: int = 
 
 def bench_invoke() -> None:
     """Guarded vs bare ``tool.invoke`` with a ToolCall dict and with plain args."""
-    sdk = TracerProvider()
-    sdk.add_span_processor(BatchSpanProcessor(_Drop(), max_queue_size=100_000))
+    sdk = sdk_provider()
     guards = {"no SDK (no-op tracer)": Guard(POLICY), "SDK + batch processor": Guard(POLICY, tracer_provider=sdk)}
     counter = iter(range(10**9))
 

@@ -11,42 +11,20 @@ import asyncio
 import gc
 import random
 import statistics
+import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from agent_guard_llamaindex import guard_tools
 from llama_index.core.tools import FunctionTool
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, Step
+from agent_guard import Guard
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _scenario import ARGS, ME, PLAN, POLICY, sdk_provider, send_email
 
 ROUNDS = 15
-ARGS = {"to": "alice@example.com", "subject": "Hello", "body": "Your summary."}
-POLICY = Policy(agent_id="bench", capabilities=[
-    Capability("send_email", args={"to": {"glob": "*@example.com"}, "subject": {"max_len": 200},
-                                   "body": {"max_len": 2000}}),
-])
-PLAN = Plan(goal="bench", steps=[
-    Step("send_email", args={"to": "alice@example.com", "subject": {"any": True}, "body": {"any": True}},
-         max_calls=1_000_000),
-])
-ME = AgentIdentity(agent_id="bench", user_id="u-1")
-
-
-class _Drop(SpanExporter):
-    """An exporter that discards: measures the SDK and batch processor, not an exporter's I/O."""
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        return None
-
-
-def send_email(to: str, subject: str, body: str) -> str:
-    """Send an email (does nothing)."""
-    return "sent"
 
 
 async def asend_email(to: str, subject: str, body: str) -> str:
@@ -62,9 +40,7 @@ def _tools() -> dict[str, FunctionTool]:
 
 
 def _guards() -> dict[str, Guard]:
-    sdk = TracerProvider()
-    sdk.add_span_processor(BatchSpanProcessor(_Drop(), max_queue_size=100_000))
-    return {"no-op tracer": Guard(POLICY), "SDK + batch": Guard(POLICY, tracer_provider=sdk)}
+    return {"no-op tracer": Guard(POLICY), "SDK + batch": Guard(POLICY, tracer_provider=sdk_provider())}
 
 
 def _compare_sync(cases: dict[str, Callable[[], object]], number: int) -> dict[str, float]:
