@@ -44,14 +44,34 @@ class SigningKey:
 
     def public_jwk(self) -> dict[str, Any] | None:
         """The public JWK of this key (``None`` for an HMAC secret, which must never be published)."""
-        if self.alg == "EdDSA":
-            jwk: dict[str, Any] = OKPAlgorithm.to_jwk(self.public, as_dict=True)
-        elif self.alg == "ES256":
-            jwk = ECAlgorithm.to_jwk(self.public, as_dict=True)
-        else:
-            return None
-        jwk.update({"kid": self.kid, "alg": self.alg, "use": "sig"})
-        return jwk
+        return None if self.alg == "HS256" else _to_jwk(self, self.public)
+
+
+def _to_jwk(key: SigningKey, material: Any) -> dict[str, Any]:
+    """``material`` (the key's public or private half) as a JWK carrying the key's kid and alg."""
+    if key.alg == "EdDSA":
+        jwk: dict[str, Any] = OKPAlgorithm.to_jwk(material, as_dict=True)
+    elif key.alg == "ES256":
+        jwk = ECAlgorithm.to_jwk(material, as_dict=True)
+    else:
+        jwk = {"kty": "oct", "k": base64.urlsafe_b64encode(material).rstrip(b"=").decode()}
+    jwk.update({"kid": key.kid, "alg": key.alg, "use": "sig"})
+    return jwk
+
+
+def _jwk_entries(jwks: Mapping[str, Any] | str, field: str) -> list[Mapping[str, Any]]:
+    """The ``keys`` list of a JWKS given as a dict or JSON text; ConfigError naming ``field`` otherwise."""
+    try:
+        data = json.loads(jwks) if isinstance(jwks, str) else jwks
+        entries = data["keys"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f'{field}: expected a JSON object {{"keys": [...]}}') from None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{field}.keys: expected a list of JWK objects")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"{field}.keys[{i}]: expected a JWK object")
+    return entries
 
 
 def _new_kid(alg: str) -> str:
@@ -102,17 +122,8 @@ class KeySet:
     @classmethod
     def from_jwks(cls, jwks: Mapping[str, Any] | str) -> KeySet:
         """A verify-only key set from a JWKS (a dict or its JSON text). Private members are ignored."""
-        try:
-            data = json.loads(jwks) if isinstance(jwks, str) else jwks
-            entries = data["keys"]
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError('jwks: expected a JSON object {"keys": [...]}') from None
-        if not isinstance(entries, list):
-            raise ConfigError('jwks.keys: expected a list of JWK objects')
         keys: list[SigningKey] = []
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, Mapping):
-                raise ConfigError(f"jwks.keys[{i}]: expected a JWK object")
+        for i, entry in enumerate(_jwk_entries(jwks, "jwks")):
             kid, alg = entry.get("kid"), entry.get("alg")
             if not isinstance(kid, str) or not kid:
                 raise ConfigError(f"jwks.keys[{i}].kid: every key needs a kid")
@@ -181,26 +192,14 @@ class KeySet:
         for key in keys:
             if not key.can_sign:
                 continue
-            if key.alg == "EdDSA":
-                jwk: dict[str, Any] = OKPAlgorithm.to_jwk(key.private, as_dict=True)
-            elif key.alg == "ES256":
-                jwk = ECAlgorithm.to_jwk(key.private, as_dict=True)
-            else:
-                jwk = {"kty": "oct", "k": base64.urlsafe_b64encode(key.private).rstrip(b"=").decode()}
-            jwk.update({"kid": key.kid, "alg": key.alg, "use": "sig"})
-            out.append(jwk)
+            out.append(_to_jwk(key, key.private))
         return {"keys": out}
 
     @classmethod
     def from_private_jwks(cls, jwks: Mapping[str, Any] | str) -> KeySet:
         """Load signing keys written by :meth:`to_private_jwks` (the last key becomes current)."""
-        try:
-            data = json.loads(jwks) if isinstance(jwks, str) else jwks
-            entries = data["keys"]
-        except (ValueError, KeyError, TypeError):
-            raise ConfigError('keys: expected a JSON object {"keys": [...]}') from None
         keys: list[SigningKey] = []
-        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+        for i, entry in enumerate(_jwk_entries(jwks, "keys")):
             kid, alg = entry.get("kid"), entry.get("alg")
             if not isinstance(kid, str) or alg not in ALGORITHMS:
                 raise ConfigError(f"keys[{i}]: needs a kid and an alg among {', '.join(ALGORITHMS)}")
@@ -209,7 +208,7 @@ class KeySet:
                     secret = base64.urlsafe_b64decode(entry["k"] + "=" * (-len(entry["k"]) % 4))
                     keys.append(SigningKey(kid, alg, secret, secret))
                     continue
-                pyjwk = jwt.PyJWK(entry, algorithm=alg)
+                pyjwk = jwt.PyJWK(dict(entry), algorithm=alg)
             except (KeyError, TypeError, ValueError, jwt.PyJWTError) as err:
                 raise ConfigError(f"keys[{i}]: not a valid private {alg} key ({type(err).__name__})") from None
             private = pyjwk.key
