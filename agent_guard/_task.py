@@ -200,11 +200,13 @@ class ToolCall:
         self._emitter.record_result(self.span, result)
 
     def __enter__(self) -> ToolCall:
-        self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        if self.span.get_span_context().is_valid:  # no tracing SDK: nothing to make current
+            self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
         return self
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         if e is not None and self.decision.allowed and not isinstance(e, ToolCallDenied):
             self._emitter.record_tool_error(self.span, e)
-        otel_context.detach(self._ctx_token)  # type: ignore[arg-type]
+        if self._ctx_token is not None:
+            otel_context.detach(self._ctx_token)  # type: ignore[arg-type]
         self.span.end()
