@@ -241,7 +241,7 @@ class Guard:
         )
 
     def _precheck(self, tool: str, args: Mapping[str, Any]) -> tuple[Task | None, Decision | list[int]]:
-        if not isinstance(args, Mapping):
+        if type(args) is not dict and not isinstance(args, Mapping):
             raise ConfigError(f"args: expected a mapping of argument names to values, got {type(args).__name__}")
         task = CURRENT_TASK.get()
         if task is None:
