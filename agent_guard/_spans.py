@@ -63,12 +63,11 @@ class SpanEmitter:
         return span, token
 
     def end_task(self, span: Span, token: object) -> None:
-        """Close a task span opened by :meth:`start_task`."""
+        """Close a task span opened by :meth:`start_task` (flush separately with :meth:`flush`)."""
         try:
             otel_context.detach(token)  # type: ignore[arg-type]
         finally:
             span.end()
-            self.flush()
 
     def flush(self) -> None:
         """Export finished spans now if the provider has ``force_flush`` (called at task end); never raises."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -136,10 +137,13 @@ class TaskContext:
         CURRENT_TASK.reset(self._token)
         return task
 
-    def _close_span(self, task: Task) -> None:
-        if task.span is not None:
-            self._guard._spans.end_task(task.span, self._span_token)
-            task.span = None
+    def _close_span(self, task: Task) -> bool:
+        """End the task span; True when there was one (and its spans should be flushed)."""
+        if task.span is None:
+            return False
+        self._guard._spans.end_task(task.span, self._span_token)
+        task.span = None
+        return True
 
     def __enter__(self) -> Task:
         return self._enter(self._open())
@@ -152,7 +156,8 @@ class TaskContext:
         except Exception as err:  # never mask the caller's exception; the grant still dies at its TTL
             _warn_revoke_failed(task, err)
         finally:
-            self._close_span(task)
+            if self._close_span(task):
+                self._guard._spans.flush()
 
     async def __aenter__(self) -> Task:
         return self._enter(await self._aopen())
@@ -167,7 +172,8 @@ class TaskContext:
         except Exception as err:  # never mask the caller's exception; the grant still dies at its TTL
             _warn_revoke_failed(task, err)
         finally:
-            self._close_span(task)
+            if self._close_span(task):  # the export round trip runs off the event loop
+                await asyncio.get_running_loop().run_in_executor(None, self._guard._spans.flush)
 
 
 class ToolCall:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from typing import Any
 
 import pytest
@@ -117,6 +118,35 @@ def test_task_end_flushes_an_in_process_batch_processor(policy: Policy, plan: Pl
         run_task(Guard(policy, tracer_provider=provider), plan, identity)
         assert sorted(s.name for s in exporter.get_finished_spans()) == [
             "execute_tool crm_lookup", "execute_tool refund", "invoke_agent support-bot"]
+    finally:
+        provider.shutdown()
+
+
+class ThreadRecordingProvider(TracerProvider):
+    """A real SDK provider that records which thread flushed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flush_threads: list[int] = []
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Record the calling thread, then flush."""
+        self.flush_threads.append(threading.get_ident())
+        return super().force_flush(timeout_millis)
+
+
+async def test_async_task_end_flushes_off_the_event_loop(policy: Policy, plan: Plan, identity: AgentIdentity) -> None:
+    """`async with` flushes at task end in a worker thread, so a slow collector never blocks the loop."""
+    exporter = InMemorySpanExporter()
+    provider = ThreadRecordingProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    guard = Guard(policy, tracer_provider=provider)
+    try:
+        async with guard.task(plan, identity=identity):
+            await guard.aauthorize("crm_lookup", {"customer_id": "C-42"})
+        assert provider.flush_threads and threading.get_ident() not in provider.flush_threads
+        assert sorted(s.name for s in exporter.get_finished_spans()) == [
+            "execute_tool crm_lookup", "invoke_agent support-bot"]
     finally:
         provider.shutdown()
 
