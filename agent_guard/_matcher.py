@@ -103,16 +103,14 @@ class CompiledScope:
         candidates: list[int] = []
         reason = reasons.ARGUMENT_NOT_ALLOWED
         argument: str | None = None
+        names = args.keys()
         for step in steps:
-            allowed = step.allowed
-            extra = next((name for name in args if name not in allowed), None)
-            if extra is not None:
+            if not names <= step.allowed:  # set operations in C; the slow search only on denial
                 if argument is None:
-                    argument = extra
+                    argument = next(name for name in args if name not in step.allowed)
                 continue
-            missing = next((name for name in step.required if name not in args), None)
-            if missing is not None:
-                reason, argument = reasons.ARGUMENT_MISMATCH, missing
+            if not step.required <= names:
+                reason, argument = reasons.ARGUMENT_MISMATCH, next(n for n in step.required if n not in args)
                 continue
             for name, check in step.checks:
                 if name in args and not check(args[name]):
