@@ -131,9 +131,9 @@ def mint_grant(
         "iat": iat,
         "nbf": iat,
         "exp": iat + ttl_s,
-        "jti": secrets.token_urlsafe(16),
+        "jti": secrets.token_hex(16),  # hex: ids never start with "-" (command lines, grep)
         "act": {"sub": identity.agent_id},
-        "txn": task_id or secrets.token_urlsafe(12),
+        "txn": task_id or secrets.token_hex(12),
         "tctx": {
             "plan_hash": scope.plan_hash,
             "policy_hash": scope.policy_hash,

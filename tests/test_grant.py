@@ -183,3 +183,11 @@ def test_mint_refuses_bad_ttl(plan: Plan, policy: Policy, identity: AgentIdentit
     """The TTL is 1..900 s at mint."""
     with pytest.raises(ConfigError, match="ttl_s"):
         mint_grant(KeySet.generate(), derive_scope(plan, policy), identity, ttl_s=901, now=clock())
+
+
+def test_ids_are_hex(plan: Plan, policy: Policy, identity: AgentIdentity, clock: FakeClock) -> None:
+    """jti and txn are lowercase hex (128 and 96 bits), so no id starts with '-' on a command line."""
+    for _ in range(50):
+        _, claims = mint_grant(KeySet.generate("HS256"), derive_scope(plan, policy), identity, ttl_s=60, now=clock())
+        assert len(claims["jti"]) == 32 and len(claims["txn"]) == 24
+        int(claims["jti"], 16), int(claims["txn"], 16)
