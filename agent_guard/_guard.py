@@ -198,10 +198,7 @@ class Guard:
         token, _ = mint_grant(
             self.keys, scope, identity, ttl_s=ttl_s, now=self.clock(), issuer=self.issuer, audience=self.audience
         )
-        task = Task(self, token, self.verify(token), identity, owner=True)
-        # Keep the approval flags of the derived scope (the grant itself does not carry them).
-        task.scope = scope
-        return task
+        return Task(self, token, self.verify(token), identity, owner=True)
 
     # -- revocation ---------------------------------------------------------------------------
     def _emit_issued(self, task: Task) -> None:

@@ -5,10 +5,8 @@ Run: ``.venv/bin/python scripts/build-audit-notebook.py``; tests/test_notebooks.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebooks import write_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 CELLS = [
     new_markdown_cell("""# Reading the audit trail
@@ -198,15 +196,7 @@ print(spans.table())"""),
 
 def main() -> None:
     """Write the notebook next to the other notebooks."""
-    nb = new_notebook(cells=CELLS, metadata={
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"},
-    })
-    target = Path(__file__).resolve().parent.parent / "notebooks" / "audit_trail.ipynb"
-    nbformat.validate(nb)
-    nbformat.write(nb, target)
-    print(f"wrote {target}")
-
+    write_notebook(CELLS, "audit_trail.ipynb")
 
 if __name__ == "__main__":
     main()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebooks import write_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 cells = [
     new_markdown_cell("""# agent_guard with LangChain v1: quickstart
@@ -118,10 +116,4 @@ that records the grant being issued and revoked."""),
 print([(e.name, dict(e.attributes).get("agent_guard.grant.revocation.reason")) for e in agent_span.events])"""),
 ]
 
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"},
-})
-out = Path(__file__).resolve().parent.parent / "notebooks" / "langchain_quickstart.ipynb"
-nbformat.write(nb, out)
-print(f"wrote {out}")
+write_notebook(cells, "langchain_quickstart.ipynb")

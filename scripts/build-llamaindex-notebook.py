@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from _notebooks import write_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
 
 cells = [
     new_markdown_cell("""# agent_guard with LlamaIndex: quickstart
@@ -151,10 +149,4 @@ except ToolCallDenied as err:
 print("revoked:", run.task.revocation_reason)"""),
 ]
 
-nb = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"},
-})
-out = Path(__file__).resolve().parent.parent / "notebooks" / "llamaindex_quickstart.ipynb"
-nbformat.write(nb, out)
-print(f"wrote {out}")
+write_notebook(cells, "llamaindex_quickstart.ipynb")

@@ -7,6 +7,7 @@ the ``ToolNode`` level is marked in a ContextVar for the duration of the tool's 
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final, Literal, NamedTuple
@@ -21,7 +22,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from agent_guard import Guard, Task, ToolCallDenied, use_task
+from agent_guard import Decision, Guard, Task, ToolCallDenied, use_task
 from agent_guard import semconv as sc
 from agent_guard_langchain._messages import denial_message
 from agent_guard_langchain._resume import RESUMABLE
@@ -123,6 +124,29 @@ def _detach(token: object) -> None:
         otel_context.detach(token)  # type: ignore[arg-type]
 
 
+def _parts(request: ToolCallRequest) -> tuple[str, str | None, dict[str, Any], str | None]:
+    """(tool name, call id, model arguments, description) of a ``ToolNode`` request."""
+    description = request.tool.description if request.tool is not None else None
+    return request.tool_call["name"], request.tool_call.get("id"), model_args(request), description
+
+
+def _entered(task: Task | None, use_current: bool) -> contextlib.AbstractContextManager[object]:
+    """The current task as is (``use_current``), or ``task`` made current for the call."""
+    return contextlib.nullcontext() if use_current else use_task(task)
+
+
+def _refuse(
+    decision: Decision, name: str, call_id: str | None, on_violation: OnViolation,
+    on_denied_raise: Callable[[], None] | None,
+) -> ToolResult:
+    """A denied call: raise :class:`ToolCallDenied` or answer with an error ``ToolMessage``."""
+    if on_violation == "raise":
+        if on_denied_raise is not None:
+            on_denied_raise()
+        raise ToolCallDenied(decision)
+    return denial_message(decision, name, call_id)
+
+
 def run_guarded(
     guard: Guard,
     request: ToolCallRequest,
@@ -134,16 +158,10 @@ def run_guarded(
     on_denied_raise: Callable[[], None] | None = None,
 ) -> ToolResult:
     """Decide ``request`` (in ``task``, or the current task when ``use_current``) and run or refuse it."""
-    name = request.tool_call["name"]
-    call_id = request.tool_call.get("id")
-    args = model_args(request)
-    description = request.tool.description if request.tool is not None else None
+    name, call_id, args, description = _parts(request)
     parent = _attach_parent(task)
     try:
-        if use_current:
-            return _decide_and_run(guard, request, handler, name, call_id, args, description, on_violation,
-                                   on_denied_raise)
-        with use_task(task):
+        with _entered(task, use_current):
             return _decide_and_run(guard, request, handler, name, call_id, args, description, on_violation,
                                    on_denied_raise)
     finally:
@@ -166,11 +184,7 @@ def _decide_and_run(
         return _run_marked(guard, name, call_id, args, task, lambda: handler(request))
     with guard.tool_call(name, args, call_id=call_id, description=description) as call:
         if not call.allowed:
-            if on_violation == "raise":
-                if on_denied_raise is not None:
-                    on_denied_raise()
-                raise ToolCallDenied(call.decision)
-            return denial_message(call.decision, name, call_id)
+            return _refuse(call.decision, name, call_id, on_violation, on_denied_raise)
         result = _run_marked(guard, name, call_id, args, task, lambda: handler(request))
         mark_tool_error(call.span, result)
         return result
@@ -201,16 +215,10 @@ async def arun_guarded(
     on_denied_raise: Callable[[], None] | None = None,
 ) -> ToolResult:
     """Async :func:`run_guarded`."""
-    name = request.tool_call["name"]
-    call_id = request.tool_call.get("id")
-    args = model_args(request)
-    description = request.tool.description if request.tool is not None else None
+    name, call_id, args, description = _parts(request)
     parent = _attach_parent(task)
     try:
-        if use_current:
-            return await _adecide_and_run(guard, request, handler, name, call_id, args, description,
-                                          on_violation, on_denied_raise)
-        with use_task(task):
+        with _entered(task, use_current):
             return await _adecide_and_run(guard, request, handler, name, call_id, args, description,
                                           on_violation, on_denied_raise)
     finally:
@@ -233,11 +241,7 @@ async def _adecide_and_run(
         return await _arun_marked(guard, name, call_id, args, task, lambda: handler(request))
     with await guard.atool_call(name, args, call_id=call_id, description=description) as call:
         if not call.allowed:
-            if on_violation == "raise":
-                if on_denied_raise is not None:
-                    on_denied_raise()
-                raise ToolCallDenied(call.decision)
-            return denial_message(call.decision, name, call_id)
+            return _refuse(call.decision, name, call_id, on_violation, on_denied_raise)
         result = await _arun_marked(guard, name, call_id, args, task, lambda: handler(request))
         mark_tool_error(call.span, result)
         return result
