@@ -299,9 +299,24 @@ def compile_constraint(spec: Any) -> Predicate:
     return _all_of(predicates)
 
 
+_UNPINNED: Final = object()
+
+
+def _pinned_scalar(spec: Any) -> Any:
+    """The scalar a spec pins with ``eq`` (a bare literal means ``eq``), else ``_UNPINNED``."""
+    value = spec.get("eq", _UNPINNED) if isinstance(spec, Mapping) else spec
+    return value if isinstance(value, _JSON_SCALARS) else _UNPINNED
+
+
 def compile_conjunction(specs: Sequence[Any]) -> Predicate | None:
-    """Compile the AND of several specs; ``None`` when none of them narrows (no check needed)."""
+    """Compile the AND of several specs; ``None`` when none of them narrows (no check needed).
+
+    When one spec pins a scalar literal (``eq``), the others are evaluated on that literal now:
+    a value strictly equal to it (same type) gets the same verdict from every predicate, so the
+    conjunction is the equality check alone, or refuses everything.
+    """
     predicates: list[Predicate] = []
+    literal: Any = _UNPINNED
     for spec in specs:
         if isinstance(spec, Mapping) and spec and all(op in _NON_NARROWING for op in spec):
             try:
@@ -310,4 +325,8 @@ def compile_conjunction(specs: Sequence[Any]) -> Predicate | None:
                 return _deny
             continue
         predicates.append(compile_constraint(spec))
+        if literal is _UNPINNED:
+            literal = _pinned_scalar(spec)
+    if literal is not _UNPINNED:
+        return _eq(literal) if all(p(literal) for p in predicates) else _deny
     return _all_of(predicates) if predicates else None

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
@@ -23,19 +22,29 @@ def current_task() -> Task | None:
     return CURRENT_TASK.get()
 
 
-@contextmanager
-def use_task(task: Task | None) -> Iterator[Task | None]:
+class use_task:  # lower case: used like a function, ``with use_task(task):``
     """Make an existing, already opened ``task`` the current task for the duration of a block.
 
     For adapters whose framework runs a task's tool calls in contexts the task was not entered
     in (e.g. a LangGraph node): ``with use_task(task): ...``. It neither mints nor revokes.
     ``use_task(None)`` makes the block run with no task, so every call in it is denied (``no_grant``).
+    A class rather than a generator, since adapters enter it once per tool call.
     """
-    token = CURRENT_TASK.set(task)
-    try:
-        yield task
-    finally:
-        CURRENT_TASK.reset(token)
+
+    __slots__ = ("_task", "_token")
+
+    def __init__(self, task: Task | None) -> None:
+        self._task = task
+        self._token: contextvars.Token[Task | None] | None = None
+
+    def __enter__(self) -> Task | None:
+        self._token = CURRENT_TASK.set(self._task)
+        return self._task
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            CURRENT_TASK.reset(self._token)
+            self._token = None
 
 
 def run_in_task_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:

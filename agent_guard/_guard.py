@@ -6,7 +6,7 @@ import functools
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast, overload
 
 from opentelemetry.trace import TracerProvider
@@ -237,7 +237,7 @@ class Guard:
             argument=argument, allowed_tools=tools,
         )
 
-    def _precheck(self, tool: str, args: Mapping[str, Any]) -> tuple[Task | None, Decision | list[int]]:
+    def _precheck(self, tool: str, args: Mapping[str, Any]) -> tuple[Task | None, Decision | Sequence[int]]:
         if type(args) is not dict and not isinstance(args, Mapping):
             raise ConfigError(f"args: expected a mapping of argument names to values, got {type(args).__name__}")
         task = CURRENT_TASK.get()
@@ -274,6 +274,8 @@ class Guard:
             status, step = task.guard.store.consume(task.id, outcome)
         except Exception:  # any store failure denies: fail closed
             return self._deny(task, tool, reasons.STORE_UNAVAILABLE), None
+        if status == "ok":  # the common case, without a call to _settle
+            return task._allow[cast(int, step)], None
         return self._settle(task, tool, status, step)
 
     async def _adecide(self, tool: str, args: Mapping[str, Any]) -> tuple[Decision, Task | None]:
@@ -281,27 +283,32 @@ class Guard:
         if isinstance(outcome, Decision):
             return outcome, None
         assert task is not None
+        store = task.guard.store
         try:
-            status, step = await task.guard.store.aconsume(task.id, outcome)
+            if type(store).aconsume is GrantStore.aconsume:  # the default only calls consume: skip a coroutine
+                status, step = store.consume(task.id, outcome)
+            else:
+                status, step = await store.aconsume(task.id, outcome)
         except Exception:  # any store failure denies: fail closed
             return self._deny(task, tool, reasons.STORE_UNAVAILABLE), None
         return self._settle(task, tool, status, step)
 
-    def _complete(self, task: Task | None) -> None:
+    def _complete(self, task: Task) -> None:
         """Revoke a task whose plan the last call completed (after that call's decision is recorded)."""
-        if task is not None:
-            self._revoke(task, "plan_completed", in_store=False)
+        self._revoke(task, "plan_completed", in_store=False)
 
     def decide(self, tool: str, args: Mapping[str, Any]) -> Decision:
         """Decide one call and consume its budget, without a span or log record; prefer :meth:`authorize`."""
         decision, completed = self._decide(tool, args)
-        self._complete(completed)
+        if completed is not None:
+            self._complete(completed)
         return decision
 
     async def adecide(self, tool: str, args: Mapping[str, Any]) -> Decision:
         """Async :meth:`decide` (uses the store's async path)."""
         decision, completed = await self._adecide(tool, args)
-        self._complete(completed)
+        if completed is not None:
+            self._complete(completed)
         return decision
 
     def _open_call(
@@ -320,7 +327,8 @@ class Guard:
         """Decide a call and open its ``execute_tool`` span; use as a ``with`` block around the tool."""
         decision, completed = self._decide(tool, args)
         call = self._open_call(decision, call_id=call_id, description=description, args=args)
-        self._complete(completed)
+        if completed is not None:
+            self._complete(completed)
         return call
 
     async def atool_call(
@@ -329,7 +337,8 @@ class Guard:
         """Async :meth:`tool_call`: ``with await guard.atool_call(name, args) as call:``."""
         decision, completed = await self._adecide(tool, args)
         call = self._open_call(decision, call_id=call_id, description=description, args=args)
-        self._complete(completed)
+        if completed is not None:
+            self._complete(completed)
         return call
 
     def authorize(self, tool: str, args: Mapping[str, Any], *, call_id: str | None = None) -> Decision:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent_guard import reasons
@@ -15,7 +15,7 @@ __all__ = ["CompiledScope", "CompiledStep", "Match"]
 class CompiledStep:
     """One step as sets and predicates: allowed names, required names, value checks."""
 
-    __slots__ = ("allowed", "checks", "index", "literals", "max_calls", "required", "tool")
+    __slots__ = ("allowed", "checks", "index", "literals", "matched", "max_calls", "required", "tool")
 
     def __init__(self, step: ScopedStep) -> None:
         self.index = step.index
@@ -35,6 +35,8 @@ class CompiledStep:
             if predicate is not None:
                 checks.append((name, predicate))
         self.checks = tuple(checks)
+        self.matched = Match((self.index,), None, None)
+        """The match naming this step alone (the common result, built once)."""
 
 
 class Match:
@@ -42,7 +44,7 @@ class Match:
 
     __slots__ = ("argument", "candidates", "reason")
 
-    def __init__(self, candidates: list[int], reason: str | None, argument: str | None) -> None:
+    def __init__(self, candidates: Sequence[int], reason: str | None, argument: str | None) -> None:
         self.candidates = candidates
         self.reason = reason
         self.argument = argument
@@ -100,7 +102,8 @@ class CompiledScope:
 
     @staticmethod
     def _scan(steps: tuple[CompiledStep, ...], args: Mapping[str, Any]) -> Match:
-        candidates: list[int] = []
+        first: CompiledStep | None = None
+        more: list[int] | None = None
         reason = reasons.ARGUMENT_NOT_ALLOWED
         argument: str | None = None
         names = args.keys()
@@ -117,7 +120,14 @@ class CompiledScope:
                     reason, argument = reasons.ARGUMENT_MISMATCH, name
                     break
             else:
-                candidates.append(step.index)
-        if candidates:
-            return Match(candidates, None, None)
-        return Match(candidates, reason, argument)
+                if first is None:
+                    first = step
+                elif more is None:
+                    more = [first.index, step.index]
+                else:
+                    more.append(step.index)
+        if more is not None:
+            return Match(more, None, None)
+        if first is not None:
+            return first.matched
+        return Match((), reason, argument)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, TracerProvider
 
 from agent_guard import semconv as sc
 
@@ -28,6 +28,7 @@ _DENIED_ERROR_TYPE: Final = "agent_guard.ToolCallDenied"
 _FLUSH_TIMEOUT_MS: Final = 5000
 _log = logging.getLogger("agent_guard")
 _MAX_RECORDED: Final = 4096
+_UNKNOWN: Final = object()
 
 
 def _json(value: Any) -> str:
@@ -51,6 +52,31 @@ class SpanEmitter:
         self.tracer = trace.get_tracer("agent_guard", __version__, tracer_provider=tracer_provider)
         self.tracer_provider = tracer_provider
         self.record_arguments = record_arguments
+        self._sdk = False
+
+    def sdk_present(self) -> bool:
+        """True once the provider is a real SDK (not the API's proxy or no-op); stays True after that.
+
+        Without one, every span the API hands out is non-recording, so the per-call path skips
+        building tool spans altogether. Checked per call until an SDK provider appears, because
+        the global provider may be set after the guard is built.
+        """
+        if self._sdk:
+            return True
+        provider: object = self.tracer_provider
+        if provider is None:
+            # The API keeps the global provider in this attribute (None until one is set, and
+            # the proxy tracer follows the same attribute). ``get_tracer_provider()`` costs ~0.6 µs
+            # per call, so it is only the fallback should a later API drop the attribute.
+            provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
+            if provider is None:
+                return False
+            if provider is _UNKNOWN:
+                provider = trace.get_tracer_provider()
+        if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+            return False
+        self._sdk = True
+        return True
 
     # -- task ---------------------------------------------------------------------------------
     def start_task(self, task: Task) -> tuple[Span, object]:
@@ -108,7 +134,12 @@ class SpanEmitter:
         description: str | None,
         arguments: Mapping[str, Any] | None,
     ) -> Span:
-        """Start the ``execute_tool {tool}`` span of one decision (not yet current)."""
+        """Start the ``execute_tool {tool}`` span of one decision (not yet current).
+
+        Without an SDK provider this is the API's invalid span (recording nothing, costing nothing).
+        """
+        if not self._sdk and not self.sdk_present():
+            return INVALID_SPAN
         attributes: dict[str, Any] = {
             sc.OPERATION_NAME: "execute_tool",
             sc.TOOL_NAME: decision.tool,

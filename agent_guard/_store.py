@@ -33,6 +33,25 @@ class ConsumeResult(NamedTuple):
     step: int | None = None
 
 
+_OK_AT: Final[list[ConsumeResult]] = []
+_COMPLETED_AT: Final[list[ConsumeResult]] = []
+_RESULTS_LOCK: Final = threading.Lock()
+_REVOKED: Final = ConsumeResult("revoked")
+
+
+def _prebuild_results(steps: int) -> None:
+    """Make ``_OK_AT[i]``/``_COMPLETED_AT[i]`` exist for every step index below ``steps``.
+
+    Called at activation, so the per-call path indexes shared results instead of allocating one.
+    """
+    if len(_OK_AT) >= steps:
+        return
+    with _RESULTS_LOCK:
+        for i in range(len(_OK_AT), steps):
+            _OK_AT.append(ConsumeResult("ok", i))
+            _COMPLETED_AT.append(ConsumeResult("completed", i))
+
+
 class GrantStore(ABC):
     """Interface of a grant store. Implementations must make :meth:`consume` atomic."""
 
@@ -65,7 +84,7 @@ class GrantStore(ABC):
         return self.revoke(run_id)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Run:
     budgets: list[int]
     used: list[int]
@@ -90,6 +109,7 @@ class InMemoryGrantStore(GrantStore):
 
     def activate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
         run = _Run(list(budgets), [0] * len(budgets), ordered, expires_at, sum(budgets))
+        _prebuild_results(len(budgets))
         with self._lock:
             self._sweep()
             self._runs[run_id] = run
@@ -102,10 +122,10 @@ class InMemoryGrantStore(GrantStore):
     def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
         run = self._runs.get(run_id)
         if run is None:
-            return ConsumeResult("revoked")
+            return _REVOKED
         with run.lock:
             if not run.active or run.expires_at <= self._clock():
-                return ConsumeResult("revoked")
+                return _REVOKED
             saw_budget = False
             for step in candidates:
                 if run.used[step] >= run.budgets[step]:
@@ -121,8 +141,8 @@ class InMemoryGrantStore(GrantStore):
                 run.remaining -= 1
                 if run.remaining == 0:
                     run.active = False
-                    return ConsumeResult("completed", step)
-                return ConsumeResult("ok", step)
+                    return _COMPLETED_AT[step]
+                return _OK_AT[step]
             return ConsumeResult("out_of_order" if saw_budget else "exhausted")
 
     def revoke(self, run_id: str) -> bool:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span
+from opentelemetry.trace import INVALID_SPAN, Span
 
 from agent_guard import semconv as sc
 from agent_guard._context import CURRENT_TASK
@@ -203,10 +203,12 @@ class ToolCall:
 
     def record_result(self, result: Any) -> None:
         """Record the tool's result on the span (only when argument recording is opted in)."""
-        self._emitter.record_result(self.span, result)
+        if self._emitter.record_arguments:
+            self._emitter.record_result(self.span, result)
 
     def __enter__(self) -> ToolCall:
-        if self.span.get_span_context().is_valid:  # no tracing SDK: nothing to make current
+        # Without a tracing SDK the span is the API's invalid one: nothing to make current.
+        if self.span is not INVALID_SPAN and self.span.get_span_context().is_valid:
             self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
         return self
 
@@ -215,4 +217,5 @@ class ToolCall:
             self._emitter.record_tool_error(self.span, e)
         if self._ctx_token is not None:
             otel_context.detach(self._ctx_token)  # type: ignore[arg-type]
-        self.span.end()
+        if self.span is not INVALID_SPAN:
+            self.span.end()

@@ -6,16 +6,18 @@ Target (DESIGN.md): guarded LangChain tool ``invoke`` / unguarded <= 1.10.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from agent_guard_langchain import AgentGuardMiddleware, GuardedTool
+from agent_guard_langchain import AgentGuardMiddleware, AgentGuardState, GuardedTool
 from agent_guard_langchain.testing import ScriptedChatModel, calls, tool_call
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import HumanMessage, ToolCall
 from langchain_core.tools import tool
 from langgraph.prebuilt.tool_node import ToolCallRequest
@@ -33,6 +35,12 @@ LOOPS = 300
 send_email = tool(_send_email)
 
 
+@tool("send_email")
+async def asend_email(to: str, subject: str, body: str) -> str:
+    """Send an email (an async tool, so ``ainvoke`` runs no thread-pool hop that would blur the figure)."""
+    return "sent"
+
+
 def _loop_us(fn: Callable[[], Any], loops: int) -> float:
     start = time.perf_counter_ns()
     for _ in range(loops):
@@ -40,18 +48,33 @@ def _loop_us(fn: Callable[[], Any], loops: int) -> float:
     return (time.perf_counter_ns() - start) / loops / 1000
 
 
+_LOOP = asyncio.new_event_loop()
+
+
+def _aloop_us(fn: Callable[[], Awaitable[Any]], loops: int) -> float:
+    async def many() -> float:
+        start = time.perf_counter_ns()
+        for _ in range(loops):
+            await fn()
+        return (time.perf_counter_ns() - start) / loops / 1000
+
+    return _LOOP.run_until_complete(many())
+
+
 def paired_us(bare: Callable[[], Any], guarded: Callable[[], Any], loops: int = LOOPS,
-              repeats: int = REPEATS) -> tuple[float, float, float]:
+              repeats: int = REPEATS, *, is_async: bool = False) -> tuple[float, float, float]:
     """Best-of-repeats µs per call of each and their ratio (interleaved, so drift hits both alike).
 
     The best repeat is the least disturbed by other processes (as ``timeit`` recommends); the
-    medians are printed too, since a shared machine makes single figures noisy.
+    medians are printed too, since a shared machine makes single figures noisy. ``is_async``:
+    the callables return awaitables, awaited back to back inside one running event loop.
     """
+    timed = _aloop_us if is_async else _loop_us
     for fn in (bare, guarded):
-        _loop_us(fn, 200)
+        timed(fn, 200)
     b_s, g_s, ratios = [], [], []
     for _ in range(repeats):
-        b, g = _loop_us(bare, loops), _loop_us(guarded, loops)
+        b, g = timed(bare, loops), timed(guarded, loops)
         b_s.append(b)
         g_s.append(g)
         ratios.append(g / b)
@@ -61,7 +84,7 @@ def paired_us(bare: Callable[[], Any], guarded: Callable[[], Any], loops: int = 
 
 
 def bench_invoke() -> None:
-    """Guarded vs bare ``tool.invoke`` with a ToolCall dict and with plain args."""
+    """Guarded vs bare ``tool.invoke`` (sync tool) / ``tool.ainvoke`` (async tool), ToolCall dict or plain args."""
     sdk = sdk_provider()
     guards = {"no SDK (no-op tracer)": Guard(POLICY), "SDK + batch processor": Guard(POLICY, tracer_provider=sdk)}
     counter = iter(range(10**9))
@@ -69,28 +92,53 @@ def bench_invoke() -> None:
     def as_call() -> dict[str, Any]:
         return {"type": "tool_call", "name": "send_email", "args": dict(ARGS), "id": f"c{next(counter)}"}
 
-    print(f"{'input':<10} {'tracing':<24} {'bare µs':>9} {'guarded µs':>11} {'ratio':>7} {'Δ µs':>7}")
-    for label, make in (("ToolCall", as_call), ("args", lambda: dict(ARGS))):
-        for tracing, guard in guards.items():
-            wrapped = GuardedTool(send_email, guard)
-            with guard.task(PLAN, identity=ME):
-                bare, guarded, ratio = paired_us(lambda make=make: send_email.invoke(make()),
-                                                 lambda make=make, wrapped=wrapped: wrapped.invoke(make()))
-            print(f"{label:<10} {tracing:<24} {bare:>9.1f} {guarded:>11.1f} {ratio:>7.3f} {guarded - bare:>7.1f}")
+    print(f"{'method':<8} {'input':<10} {'tracing':<24} {'bare µs':>9} {'guarded µs':>11} {'ratio':>7} {'Δ µs':>7}")
+    for method in ("invoke", "ainvoke"):
+        for label, make in (("ToolCall", as_call), ("args", lambda: dict(ARGS))):
+            for tracing, guard in guards.items():
+                tool_ = send_email if method == "invoke" else asend_email
+                wrapped = GuardedTool(tool_, guard)
+                bare_fn = getattr(tool_, method)
+                guarded_fn = getattr(wrapped, method)
+                with guard.task(PLAN, identity=ME):
+                    bare, guarded, ratio = paired_us(lambda make=make, f=bare_fn: f(make()),
+                                                     lambda make=make, f=guarded_fn: f(make()),
+                                                     is_async=method == "ainvoke")
+                print(f"{method:<8} {label:<10} {tracing:<24} {bare:>9.1f} {guarded:>11.1f} {ratio:>7.3f} "
+                      f"{guarded - bare:>7.1f}")
     sdk.shutdown()
 
 
+class _Passthrough(AgentMiddleware[AgentGuardState, Any, Any]):
+    """A middleware with the same hooks and state field as ours, doing nothing: LangChain's own cost."""
+
+    state_schema = AgentGuardState
+
+    def before_agent(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+        return None
+
+    def after_agent(self, state: Any, runtime: Any) -> dict[str, Any] | None:
+        return None
+
+    def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Any]) -> Any:
+        return handler(request)
+
+
 def bench_agent_loop(tool_calls: int = 40, runs: int = 15) -> None:
-    """A whole create_agent loop with and without the middleware (interleaved pairs of runs).
+    """A whole create_agent loop: no middleware, a do-nothing middleware, and ours (interleaved runs).
 
     Includes the per-run costs (plan, mint, revoke, the before/after_agent nodes) and the per-call
     ``wrap_tool_call``. The loop itself costs ~2 ms per tool call, so this figure is noisy on a
-    busy machine; :func:`bench_wrap_tool_call` isolates the per-call cost.
+    busy machine; :func:`bench_wrap_tool_call` isolates the per-call cost. The do-nothing
+    middleware shows what LangChain's middleware machinery costs by itself.
     """
     guard = Guard(POLICY)
-    mw = AgentGuardMiddleware(guard, planner=PLAN, identity=ME)
+    configs: dict[str, list[AgentMiddleware[Any, Any, Any]]] = {
+        "none": [], "passthrough": [_Passthrough()],
+        "AgentGuardMiddleware": [AgentGuardMiddleware(guard, planner=PLAN, identity=ME)],
+    }
 
-    def once(middleware: list[AgentGuardMiddleware]) -> float:
+    def once(middleware: list[AgentMiddleware[Any, Any, Any]]) -> float:
         script: list[Any] = [calls(tool_call("send_email", ARGS, f"c{i}")) for i in range(tool_calls)]
         agent = create_agent(ScriptedChatModel([*script, "done"]), [send_email], middleware=middleware)
         start = time.perf_counter_ns()
@@ -98,15 +146,16 @@ def bench_agent_loop(tool_calls: int = 40, runs: int = 15) -> None:
         return (time.perf_counter_ns() - start) / 1000
 
     for _ in range(3):  # warm-up: the first runs of each configuration are much slower
-        once([])
-        once([mw])
-    pairs = [(once([]), once([mw])) for _ in range(runs)]
-    bare = statistics.median(p[0] for p in pairs)
-    guarded = statistics.median(p[1] for p in pairs)
-    ratio = statistics.median(g / b for b, g in pairs)
-    print(f"create_agent loop, {tool_calls} tool calls/run (median of {runs} interleaved pairs): "
-          f"unguarded {bare / 1000:.2f} ms, guarded {guarded / 1000:.2f} ms, ratio {ratio:.3f}, "
-          f"Δ per tool call {(guarded - bare) / tool_calls:.0f} µs")
+        for middleware in configs.values():
+            once(middleware)
+    rounds = [{name: once(middleware) for name, middleware in configs.items()} for _ in range(runs)]
+    ours = statistics.median(r["AgentGuardMiddleware"] for r in rounds)
+    print(f"create_agent loop, {tool_calls} tool calls/run (medians of {runs} interleaved rounds):")
+    for name in ("none", "passthrough"):
+        base = statistics.median(r[name] for r in rounds)
+        ratio = statistics.median(r["AgentGuardMiddleware"] / r[name] for r in rounds)
+        print(f"  AgentGuardMiddleware {ours / 1000:.2f} ms vs {name} {base / 1000:.2f} ms: ratio {ratio:.3f}, "
+              f"Δ per tool call {(ours - base) / tool_calls:.0f} µs")
 
 
 def bench_wrap_tool_call() -> None:

@@ -110,3 +110,39 @@ class TestValidation:
         assert is_narrowing({"eq": 1})
         assert is_optional({"any": True, "optional": True}) and not is_optional({"any": True})
         assert compile_conjunction([{"any": True}]) is None
+
+
+class TestConjunctionWithALiteral:
+    """A step that pins a literal ANDed with the ceiling folds to one equality check, same verdicts."""
+
+    @pytest.mark.parametrize(
+        ("specs", "values"),
+        [
+            (["alice@example.com", {"glob": "*@example.com"}],
+             ["alice@example.com", "bob@example.com", "alice@example.com.evil.net", 5, None]),
+            ([{"eq": 7}, {"min": 0, "max": 10}], [7, 7.0, True, 8, "7", -0.0]),
+            ([{"eq": 0.0}, {"min": 0}], [0.0, -0.0, 0, False, 1e-9]),
+            ([{"eq": True}, {"in": [True, False]}], [True, 1, False, "true"]),
+            ([{"eq": None}, {"any": True}], [None, 0, "", False]),
+            ([{"max_len": 5}, {"eq": "abc", "prefix": "a"}], ["abc", "abcd", "ab"]),
+        ],
+    )
+    def test_same_verdicts_as_each_predicate_anded(self, specs: list[Any], values: list[Any]) -> None:
+        folded = compile_conjunction(specs)
+        assert folded is not None
+        for value in values:
+            expected = all(compile_constraint(spec)(value) for spec in specs)
+            assert folded(value) is expected, (specs, value)
+
+    def test_a_literal_outside_the_ceiling_refuses_everything(self) -> None:
+        """A pinned value the ceiling refuses cannot be passed at all, not even the value itself."""
+        check = compile_conjunction(["alice@evil.com", {"glob": "*@example.com"}])
+        assert check is not None
+        assert not check("alice@evil.com") and not check("alice@example.com")
+
+    def test_a_malformed_literal_from_a_grant_refuses_everything(self) -> None:
+        """A NaN (not JSON) pinned in a grant compiles to deny-all, folded or not."""
+        for specs in ([{"eq": math.nan}, {"min": 0}], [{"eq": math.inf}], [{"eq": 1, "bogus": 2}, {"max": 5}]):
+            check = compile_conjunction(specs)
+            assert check is not None
+            assert not any(check(v) for v in (math.nan, math.inf, 1, 0)), specs

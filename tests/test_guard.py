@@ -163,6 +163,34 @@ def test_store_failure_denies(policy: Policy, plan: Plan, identity: AgentIdentit
         assert guard.authorize("crm_lookup", {"customer_id": "C-42"}).reason == reasons.STORE_UNAVAILABLE
 
 
+class AsyncStore(InMemoryGrantStore):
+    """A store with an async path of its own (as a networked store has): records which path was used."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
+        self.paths.append("sync")
+        return super().consume(run_id, candidates)
+
+    async def aconsume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
+        self.paths.append("async")
+        return await asyncio.sleep(0, super().consume(run_id, candidates))
+
+
+async def test_async_decisions_use_the_stores_async_path(policy: Policy, plan: Plan, identity: AgentIdentity) -> None:
+    """An overridden aconsume is awaited; the default one (which only calls consume) is skipped."""
+    for store, expected in ((AsyncStore(), ["async"]), (FailingStore(), [])):
+        guard = Guard(policy, store=store)
+        async with guard.task(plan, identity=identity):
+            decision = await guard.aauthorize("crm_lookup", {"customer_id": "C-42"})
+        if isinstance(store, AsyncStore):
+            assert decision.allowed and store.paths == expected
+        else:
+            assert decision.reason == reasons.STORE_UNAVAILABLE  # the sync consume was called and failed
+
+
 class TestApprovals:
     """requires_approval capabilities go through the approval hook before minting."""
 

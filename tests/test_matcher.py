@@ -15,8 +15,8 @@ def test_candidates_in_plan_order(policy: Policy) -> None:
     scope = compiled(Plan(steps=[Step("crm_lookup", args={"customer_id": {"any": True}}),
                                  Step("send_email", args={"to": "a@example.com"}),
                                  Step("crm_lookup", args={"customer_id": "C-1"})]), policy)
-    assert scope.match("crm_lookup", {"customer_id": "C-1"}).candidates == [0, 2]
-    assert scope.match("crm_lookup", {"customer_id": "C-2"}).candidates == [0]
+    assert list(scope.match("crm_lookup", {"customer_id": "C-1"}).candidates) == [0, 2]
+    assert list(scope.match("crm_lookup", {"customer_id": "C-2"}).candidates) == [0]
 
 
 def test_reason_precedence(policy: Policy) -> None:
@@ -51,6 +51,6 @@ def test_index_is_type_strict(policy: Policy) -> None:
     """1, 1.0 and True are different literals for the index, as for eq."""
     policy = Policy(agent_id="a", capabilities=[{"tool": "t", "args": {"n": {"any": True}}}])
     scope = compiled(Plan(steps=[Step("t", args={"n": 1})] * 6), policy)
-    assert scope.match("t", {"n": 1}).candidates == [0, 1, 2, 3, 4, 5]
+    assert list(scope.match("t", {"n": 1}).candidates) == [0, 1, 2, 3, 4, 5]
     assert scope.match("t", {"n": True}).reason == reasons.ARGUMENT_MISMATCH
     assert scope.match("t", {"n": 1.0}).reason == reasons.ARGUMENT_MISMATCH

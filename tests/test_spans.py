@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
+from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
 from agent_guard import AgentIdentity, Guard, Plan, Policy, semconv
@@ -129,3 +132,53 @@ def test_audit_table(guard: Guard, plan: Plan, identity: AgentIdentity, spans: S
     table = spans.table()
     assert table.splitlines()[0].split() == ["tool", "outcome", "reason", "step", "call_id"]
     assert "tool_not_in_scope" in table
+
+
+def _email_call(guard: Guard, plan: Plan, identity: AgentIdentity) -> object:
+    with guard.task(plan, identity=identity), guard.tool_call("crm_lookup", {"customer_id": "C-42"}) as call:
+        assert call.allowed
+        return call.span
+
+
+def test_without_an_sdk_no_tool_span_is_built(policy: Policy, plan: Plan, identity: AgentIdentity,
+                                              clock: FakeClock) -> None:
+    """No SDK provider (global unset, or an explicit no-op one): the call gets the API's invalid span."""
+    from opentelemetry.trace import INVALID_SPAN, NoOpTracerProvider
+
+    assert trace.get_tracer_provider().__class__ is trace.ProxyTracerProvider  # this process sets no global
+    assert _email_call(Guard(policy, clock=clock), plan, identity) is INVALID_SPAN
+    noop = Guard(policy, clock=clock, tracer_provider=NoOpTracerProvider())
+    assert _email_call(noop, plan, identity) is INVALID_SPAN
+
+
+def test_a_global_sdk_set_after_the_guard_is_used_from_then_on(
+    policy: Policy, plan: Plan, identity: AgentIdentity, clock: FakeClock, spans: SpanCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The global provider may be installed after the guard is built: the next call records its span."""
+    guard = Guard(policy, clock=clock)
+    assert not guard._spans.sdk_present()
+    # What trace.set_tracer_provider does (it refuses a second call per process, so tests patch it).
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", spans.provider)
+    _email_call(guard, plan, identity)
+    assert [s.name for s in spans.named("execute_tool")] == ["execute_tool crm_lookup"]
+    monkeypatch.undo()
+    assert guard._spans.sdk_present()  # once seen, kept (the API never goes back to the proxy)
+
+
+def test_an_api_without_the_provider_attribute_falls_back_to_the_public_lookup(
+    policy: Policy, plan: Plan, identity: AgentIdentity, clock: FakeClock, spans: SpanCapture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If a later OpenTelemetry API drops the module attribute, get_tracer_provider() decides instead."""
+    import agent_guard._spans as spans_module
+
+    api = types.SimpleNamespace(
+        get_tracer_provider=lambda: spans.provider, ProxyTracerProvider=trace.ProxyTracerProvider,
+        NoOpTracerProvider=trace.NoOpTracerProvider,
+    )
+    guard, later = Guard(policy, clock=clock), Guard(policy, clock=clock)
+    monkeypatch.setattr(spans_module, "trace", api)
+    assert guard._spans.sdk_present()
+    api.get_tracer_provider = trace.get_tracer_provider  # the real lookup: still the proxy here
+    assert not later._spans.sdk_present()

@@ -82,3 +82,15 @@ async def test_async_methods_default_to_sync(clock: FakeClock) -> None:
     await store.aactivate("r", budgets=[1, 1], ordered=False, expires_at=clock() + 5)
     assert (await store.aconsume("r", [0])).status == "ok"
     assert await store.arevoke("r") is True
+
+
+def test_large_plans_report_the_step_charged(clock: FakeClock) -> None:
+    """Every step index of a large plan is reported exactly (the results are built at activation)."""
+    store = make(clock, [1] * 300)
+    assert store.consume("run", [3]) == ("ok", 3)
+    assert store.consume("run", [299]) == ("ok", 299)
+    assert store.consume("run", [299]) == ("exhausted", None)
+    for step in range(300):
+        if step not in (3, 299):
+            last = store.consume("run", [step])
+    assert last == ("completed", 298)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, Literal, NamedTuple
+from typing import Any, Final, Literal
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
@@ -45,11 +45,8 @@ ToolResult = ToolMessage | Command[Any]
 _TOOL_ERROR: Final = "agent_guard.ToolError"
 
 
-class _Decided(NamedTuple):
-    guard: Guard
-    tool: str
-    call_id: str | None
-
+_Decided = tuple[Guard, str, "str | None"]
+"""(guard, tool name, tool call id) of the call being run after its decision."""
 
 _DECIDED: contextvars.ContextVar[_Decided | None] = contextvars.ContextVar("agent_guard_lc_decided", default=None)
 
@@ -57,12 +54,12 @@ _DECIDED: contextvars.ContextVar[_Decided | None] = contextvars.ContextVar("agen
 def already_decided(guard: Guard, tool: str, call_id: str | None) -> bool:
     """True when this very call (guard, tool, call id) was already decided by an outer layer."""
     marker = _DECIDED.get()
-    return marker is not None and marker.guard is guard and marker.tool == tool and marker.call_id == call_id
+    return marker is not None and marker[0] is guard and marker[1] == tool and marker[2] == call_id
 
 
 def decided(guard: Guard, tool: str, call_id: str | None) -> contextvars.Token[_Decided | None]:
     """Mark the call as decided; reset the returned token when the tool has run."""
-    return _DECIDED.set(_Decided(guard, tool, call_id))
+    return _DECIDED.set((guard, tool, call_id))
 
 
 def reset_decided(token: contextvars.Token[_Decided | None]) -> None:
@@ -103,7 +100,9 @@ def model_args(request: ToolCallRequest) -> dict[str, Any]:
     if request.tool is None or not isinstance(args, Mapping):
         return dict(args) if isinstance(args, Mapping) else {"input": args}
     skip = injected_keys(request.tool)
-    return {k: v for k, v in args.items() if k not in skip} if skip else dict(args)
+    if skip.isdisjoint(args):
+        return dict(args)
+    return {k: v for k, v in args.items() if k not in skip}
 
 
 def mark_tool_error(span: trace.Span, result: Any) -> None:
@@ -114,7 +113,8 @@ def mark_tool_error(span: trace.Span, result: Any) -> None:
 
 
 def _attach_parent(task: Task | None) -> object:
-    if task is not None and task.span is not None:
+    """Make the task's span the parent of the call's span (a no-op without a tracing SDK)."""
+    if task is not None and task.span is not None and task.span.get_span_context().is_valid:
         return otel_context.attach(trace.set_span_in_context(task.span))
     return None
 
@@ -132,7 +132,10 @@ def _parts(request: ToolCallRequest) -> tuple[str, str | None, dict[str, Any], s
 
 def _entered(task: Task | None, use_current: bool) -> contextlib.AbstractContextManager[object]:
     """The current task as is (``use_current``), or ``task`` made current for the call."""
-    return contextlib.nullcontext() if use_current else use_task(task)
+    return _AS_IS if use_current else use_task(task)
+
+
+_AS_IS: Final = contextlib.nullcontext()
 
 
 def _refuse(
@@ -162,41 +165,26 @@ def run_guarded(
     parent = _attach_parent(task)
     try:
         with _entered(task, use_current):
-            return _decide_and_run(guard, request, handler, name, call_id, args, description, on_violation,
-                                   on_denied_raise)
+            current = guard.current_task()
+            if RESUMABLE.resume(current, call_id, name, args):  # decided (and charged) before the interrupt
+                return _run_marked(guard, name, call_id, args, current, handler, request)
+            with guard.tool_call(name, args, call_id=call_id, description=description) as call:
+                if not call.allowed:
+                    return _refuse(call.decision, name, call_id, on_violation, on_denied_raise)
+                result = _run_marked(guard, name, call_id, args, current, handler, request)
+                mark_tool_error(call.span, result)
+                return result
     finally:
         _detach(parent)
 
 
-def _decide_and_run(
-    guard: Guard,
-    request: ToolCallRequest,
-    handler: Callable[[ToolCallRequest], ToolResult],
-    name: str,
-    call_id: str | None,
-    args: dict[str, Any],
-    description: str | None,
-    on_violation: OnViolation,
-    on_denied_raise: Callable[[], None] | None,
-) -> ToolResult:
-    task = guard.current_task()
-    if RESUMABLE.resume(task, call_id, name, args):  # decided (and charged) before the interrupt
-        return _run_marked(guard, name, call_id, args, task, lambda: handler(request))
-    with guard.tool_call(name, args, call_id=call_id, description=description) as call:
-        if not call.allowed:
-            return _refuse(call.decision, name, call_id, on_violation, on_denied_raise)
-        result = _run_marked(guard, name, call_id, args, task, lambda: handler(request))
-        mark_tool_error(call.span, result)
-        return result
-
-
 def _run_marked(
     guard: Guard, name: str, call_id: str | None, args: Mapping[str, Any], task: Task | None,
-    fn: Callable[[], ToolResult],
+    handler: Callable[[ToolCallRequest], ToolResult], request: ToolCallRequest,
 ) -> ToolResult:
     token = decided(guard, name, call_id)
     try:
-        return fn()
+        return handler(request)
     except GraphBubbleUp:  # interrupt() inside the tool: the resumed call is not a new decision
         RESUMABLE.remember(task, call_id, name, args)
         raise
@@ -219,41 +207,26 @@ async def arun_guarded(
     parent = _attach_parent(task)
     try:
         with _entered(task, use_current):
-            return await _adecide_and_run(guard, request, handler, name, call_id, args, description,
-                                          on_violation, on_denied_raise)
+            current = guard.current_task()
+            if RESUMABLE.resume(current, call_id, name, args):
+                return await _arun_marked(guard, name, call_id, args, current, handler, request)
+            with await guard.atool_call(name, args, call_id=call_id, description=description) as call:
+                if not call.allowed:
+                    return _refuse(call.decision, name, call_id, on_violation, on_denied_raise)
+                result = await _arun_marked(guard, name, call_id, args, current, handler, request)
+                mark_tool_error(call.span, result)
+                return result
     finally:
         _detach(parent)
 
 
-async def _adecide_and_run(
-    guard: Guard,
-    request: ToolCallRequest,
-    handler: Callable[[ToolCallRequest], Awaitable[ToolResult]],
-    name: str,
-    call_id: str | None,
-    args: dict[str, Any],
-    description: str | None,
-    on_violation: OnViolation,
-    on_denied_raise: Callable[[], None] | None,
-) -> ToolResult:
-    task = guard.current_task()
-    if RESUMABLE.resume(task, call_id, name, args):
-        return await _arun_marked(guard, name, call_id, args, task, lambda: handler(request))
-    with await guard.atool_call(name, args, call_id=call_id, description=description) as call:
-        if not call.allowed:
-            return _refuse(call.decision, name, call_id, on_violation, on_denied_raise)
-        result = await _arun_marked(guard, name, call_id, args, task, lambda: handler(request))
-        mark_tool_error(call.span, result)
-        return result
-
-
 async def _arun_marked(
     guard: Guard, name: str, call_id: str | None, args: Mapping[str, Any], task: Task | None,
-    fn: Callable[[], Awaitable[ToolResult]],
+    handler: Callable[[ToolCallRequest], Awaitable[ToolResult]], request: ToolCallRequest,
 ) -> ToolResult:
     token = decided(guard, name, call_id)
     try:
-        return await fn()
+        return await handler(request)
     except GraphBubbleUp:
         RESUMABLE.remember(task, call_id, name, args)
         raise

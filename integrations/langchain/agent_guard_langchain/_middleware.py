@@ -91,6 +91,16 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
 
     state_schema = AgentGuardState
 
+    def __new__(cls, *args: Any, hide_out_of_scope_tools: bool = False, **kwargs: Any) -> AgentGuardMiddleware:
+        """Build the tool-hiding variant when asked: only it has ``wrap_model_call`` hooks.
+
+        ``create_agent`` wraps every model call of an agent whose middleware class overrides
+        ``wrap_model_call`` (about 60 µs per call), so the plain middleware does not override it.
+        """
+        if hide_out_of_scope_tools and cls is AgentGuardMiddleware:
+            cls = _ToolHidingMiddleware
+        return super().__new__(cls)
+
     def __init__(
         self,
         guard: Guard,
@@ -121,13 +131,22 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         self.catalog: list[BaseTool] = list(catalog)
         self.identity = identity
         self.on_violation: OnViolation = on_violation
-        self.hide_out_of_scope_tools = hide_out_of_scope_tools
         self.ttl_s = ttl_s
         self._runs = RunRegistry(guard.clock)
         self._pending: OrderedDict[tuple[str, str], Plan] = OrderedDict()
         self._pending_lock = threading.Lock()
 
     # -- introspection -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """``"AgentGuardMiddleware"`` (the prefix of its graph nodes), with or without tool hiding."""
+        return "AgentGuardMiddleware"
+
+    @property
+    def hide_out_of_scope_tools(self) -> bool:
+        """True when the model is offered only the tools the run's grant covers (fixed at construction)."""
+        return isinstance(self, _ToolHidingMiddleware)
+
     @property
     def active_runs(self) -> int:
         """How many runs currently hold a live (registered) task."""
@@ -229,7 +248,10 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         return self.after_agent(state, runtime)
 
     # -- enforcement ---------------------------------------------------------------------------
-    def _abort(self, state: Any, runtime: Any) -> Callable[[], None]:
+    def _abort(self, state: Any, runtime: Any) -> Callable[[], None] | None:
+        if self.on_violation != "raise":  # only raise mode ends the run on a denial
+            return None
+
         def abort() -> None:  # raise mode ends the run: revoke its grant first
             key = _state_get(state, STATE_KEY)
             if self._runs.get(key, thread_id_of(runtime)) is not None:
@@ -257,6 +279,9 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
             on_denied_raise=self._abort(request.state, request.runtime),
         )
 
+class _ToolHidingMiddleware(AgentGuardMiddleware):
+    """:class:`AgentGuardMiddleware` with ``hide_out_of_scope_tools=True``: also filters the model's tools."""
+
     def _visible(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
         task = self.task_for(request.state, request.runtime)
         allowed = set(task.tools) if task is not None and not task.revoked else set()
@@ -265,8 +290,8 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
     def wrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        """With ``hide_out_of_scope_tools``, offer the model only the tools its grant covers."""
-        return handler(self._visible(request) if self.hide_out_of_scope_tools else request)
+        """Offer the model only the tools its grant covers."""
+        return handler(self._visible(request))
 
     async def awrap_model_call(
         self,
@@ -274,4 +299,4 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         """Async :meth:`wrap_model_call`."""
-        return await handler(self._visible(request) if self.hide_out_of_scope_tools else request)
+        return await handler(self._visible(request))

@@ -39,11 +39,10 @@ class _Resumable:
 
     def resume(self, task: Task | None, call_id: str | None, tool: str, args: Mapping[str, Any]) -> bool:
         """True (once) when this exact call was allowed before an interrupt and its grant is still live."""
-        key = self._key(task, call_id)
-        if key is None or task is None or not self._calls:
+        if not self._calls or task is None or not call_id:  # the per-call path: nothing paused
             return False
         with self._lock:
-            seen = self._calls.pop(key, None)
+            seen = self._calls.pop((task.id, call_id), None)
         if seen != (tool, repr(sorted(args.items()))):
             return False
         # A grant whose plan completed *with* this call still covers it; any other revocation does not.

@@ -1,9 +1,11 @@
 """``GuardedTool``: a LangChain ``BaseTool`` that decides every call before delegating to the tool.
 
-It delegates at ``run``/``arun`` (not ``_run``/``_arun``), so the wrapped tool still parses its
-input, injects ``InjectedToolCallId``/``ToolRuntime``/``InjectedState``/``config``, formats
-``content_and_artifact`` output, applies ``handle_tool_error`` (``status="error"``) and returns
-``Command`` objects exactly as without the guard.
+It delegates whole calls -- ``invoke``/``ainvoke`` to the wrapped tool's ``invoke``/``ainvoke``,
+``run``/``arun`` to its ``run``/``arun`` (never ``_run``/``_arun``) -- so the wrapped tool still
+parses its input, injects ``InjectedToolCallId``/``ToolRuntime``/``InjectedState``/``config``,
+runs its callbacks once, formats ``content_and_artifact`` output, applies ``handle_tool_error``
+(``status="error"``) and returns ``Command`` objects exactly as without the guard. Delegating at
+``invoke`` also spares a second pass through LangChain's argument preparation on every call.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
+from langchain_core.messages import ToolCall
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.pydantic import TypeBaseModel
@@ -113,7 +116,9 @@ class GuardedTool(BaseTool):
     def _decision_args(self, tool_input: str | dict[str, Any]) -> dict[str, Any]:
         if isinstance(tool_input, dict):
             skip = injected_keys(self.inner)
-            return {k: v for k, v in tool_input.items() if k not in skip} if skip else dict(tool_input)
+            if skip.isdisjoint(tool_input):
+                return dict(tool_input)
+            return {k: v for k, v in tool_input.items() if k not in skip}
         names = list(self.inner.args)
         return {names[0] if len(names) == 1 else "input": tool_input}
 
@@ -126,20 +131,21 @@ class GuardedTool(BaseTool):
         raise NotImplementedError("GuardedTool runs through run()/arun(); call tool.invoke(...)")
 
     def _guarded(self, tool_input: str | dict[str, Any], tool_call_id: str | None, delegate: Callable[[], Any]) -> Any:
-        if already_decided(self.guard, self.name, tool_call_id):
+        guard, name = self.guard, self.name
+        if already_decided(guard, name, tool_call_id):
             return delegate()
         args = self._decision_args(tool_input)
-        task = self.guard.current_task()
-        if RESUMABLE.resume(task, tool_call_id, self.name, args):
+        task = guard.current_task()
+        if RESUMABLE.resume(task, tool_call_id, name, args):
             return delegate()
-        with self.guard.tool_call(self.name, args, call_id=tool_call_id, description=self.description) as call:
-            if not call.allowed:
+        with guard.tool_call(name, args, call_id=tool_call_id, description=self.description) as call:
+            if not call.decision.allowed:
                 return self._refuse(call.decision, tool_call_id)
-            token = decided(self.guard, self.name, tool_call_id)
+            token = decided(guard, name, tool_call_id)
             try:
                 result = delegate()
             except GraphBubbleUp:  # interrupt() in the tool: its resumed run is the same call
-                RESUMABLE.remember(task, tool_call_id, self.name, args)
+                RESUMABLE.remember(task, tool_call_id, name, args)
                 raise
             finally:
                 reset_decided(token)
@@ -150,26 +156,39 @@ class GuardedTool(BaseTool):
     async def _aguarded(
         self, tool_input: str | dict[str, Any], tool_call_id: str | None, delegate: Callable[[], Awaitable[Any]]
     ) -> Any:
-        if already_decided(self.guard, self.name, tool_call_id):
+        guard, name = self.guard, self.name
+        if already_decided(guard, name, tool_call_id):
             return await delegate()
         args = self._decision_args(tool_input)
-        task = self.guard.current_task()
-        if RESUMABLE.resume(task, tool_call_id, self.name, args):
+        task = guard.current_task()
+        if RESUMABLE.resume(task, tool_call_id, name, args):
             return await delegate()
-        with await self.guard.atool_call(self.name, args, call_id=tool_call_id, description=self.description) as call:
-            if not call.allowed:
+        with await guard.atool_call(name, args, call_id=tool_call_id, description=self.description) as call:
+            if not call.decision.allowed:
                 return self._refuse(call.decision, tool_call_id)
-            token = decided(self.guard, self.name, tool_call_id)
+            token = decided(guard, name, tool_call_id)
             try:
                 result = await delegate()
             except GraphBubbleUp:
-                RESUMABLE.remember(task, tool_call_id, self.name, args)
+                RESUMABLE.remember(task, tool_call_id, name, args)
                 raise
             finally:
                 reset_decided(token)
             mark_tool_error(call.span, result)
             call.record_result(result)
             return result
+
+    def invoke(self, input: str | dict[str, Any] | ToolCall, config: RunnableConfig | None = None,
+               **kwargs: Any) -> Any:
+        """Decide the call, then ``inner.invoke`` it unchanged (or refuse without running it)."""
+        tool_input, call_id = _split(input)
+        return self._guarded(tool_input, call_id, lambda: self.inner.invoke(input, config, **kwargs))
+
+    async def ainvoke(self, input: str | dict[str, Any] | ToolCall, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> Any:
+        """Async :meth:`invoke`."""
+        tool_input, call_id = _split(input)
+        return await self._aguarded(tool_input, call_id, lambda: self.inner.ainvoke(input, config, **kwargs))
 
     def run(
         self,
@@ -214,6 +233,13 @@ class GuardedTool(BaseTool):
             tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
             run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
         ))
+
+
+def _split(value: Any) -> tuple[Any, str | None]:
+    """(tool input, tool call id) of an ``invoke`` input, as LangChain's ``_prep_run_args`` reads it."""
+    if isinstance(value, dict) and value.get("type") == "tool_call":
+        return value["args"], value["id"]
+    return value, None
 
 
 def guard_tools(

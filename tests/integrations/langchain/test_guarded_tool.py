@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from agent_guard_langchain import AgentGuardMiddleware, GuardedTool, guard_tools
 from agent_guard_langchain.testing import ScriptedChatModel, calls, tool_call
 from langchain.agents import create_agent
-from langchain_core.callbacks import CallbackManagerForToolRun
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForToolRun
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -183,3 +184,41 @@ def test_guard_tools_rewraps_guarded_tools():
     twice = guard_tools(once, STD_GUARD)
     assert all(isinstance(t, GuardedTool) and not isinstance(t.inner, GuardedTool) for t in twice)
     assert [t.name for t in twice] == ["add", "multiply"]
+
+
+class _Events(BaseCallbackHandler):
+    """Records tool callbacks: (event, run id, tags, metadata, input or output)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any, Any, Any, Any]] = []
+
+    def on_tool_start(self, serialized: Any, input_str: str, *, run_id: uuid.UUID, tags: Any = None,
+                      metadata: Any = None, **kwargs: Any) -> None:
+        self.seen.append(("start", run_id, tags, metadata, input_str))
+
+    def on_tool_end(self, output: Any, *, run_id: uuid.UUID, **kwargs: Any) -> None:
+        self.seen.append(("end", run_id, None, None, getattr(output, "content", output)))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("as_tool_call", [True, False])
+async def test_invoke_passes_config_through_unchanged(mode, as_tool_call):
+    """Callbacks, run_id, tags and metadata of the config reach the wrapped tool exactly as without the guard."""
+    guard = Guard(STD_POLICY)
+    wrapped = GuardedTool(add, guard)
+    value: Any = {"a": 2, "b": 3}
+    if as_tool_call:
+        value = {"type": "tool_call", "name": "add", "args": value, "id": "t1"}
+
+    async def invoke(t: BaseTool) -> tuple[Any, list[Any]]:
+        events = _Events()
+        config: Any = {"callbacks": [events], "run_id": uuid.UUID(int=7), "tags": ["t"], "metadata": {"m": 1}}
+        out = t.invoke(value, config) if mode == "sync" else await t.ainvoke(value, config)
+        return out, events.seen
+
+    with guard.task(STD_PLAN, identity=AgentIdentity(agent_id="std")):
+        bare_out, bare_events = await invoke(add)
+        out, events = await invoke(wrapped)
+    assert events == bare_events and len(events) == 2  # one start and one end: no callback run of its own
+    assert events[0][1:4] == (uuid.UUID(int=7), ["t"], {"m": 1})
+    assert out == bare_out

@@ -10,6 +10,7 @@ import pytest
 from agent_guard_langchain import STATE_KEY, AgentGuardMiddleware
 from agent_guard_langchain.testing import ScriptedChatModel, calls, tool_call
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
@@ -128,9 +129,15 @@ async def test_hide_out_of_scope_tools(guard, plan, identity, support_tools, run
     await run(create_agent(shown, support_tools, middleware=[mw]), {"messages": [("user", "x")]}, mode)
     assert shown.offered == [["crm_lookup", "send_email", "refund"]] * 2
 
+    assert not mw.hide_out_of_scope_tools
+    assert type(mw).wrap_model_call is AgentMiddleware.wrap_model_call  # no model-call layer added to the loop
+
     hidden = ScriptedChatModel(script)
     mw = AgentGuardMiddleware(guard, planner=plan, identity=identity, hide_out_of_scope_tools=True)
-    await run(create_agent(hidden, support_tools, middleware=[mw]), {"messages": [("user", "x")]}, mode)
+    assert isinstance(mw, AgentGuardMiddleware) and mw.hide_out_of_scope_tools
+    agent = create_agent(hidden, support_tools, middleware=[mw])
+    assert {"AgentGuardMiddleware.before_agent", "AgentGuardMiddleware.after_agent"} <= set(agent.get_graph().nodes)
+    await run(agent, {"messages": [("user", "x")]}, mode)
     assert hidden.offered == [["crm_lookup", "send_email"]] * 2
 
 
