@@ -10,7 +10,7 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from agent_guard import Guard
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenario import ARGS, ME, PLAN, POLICY, sdk_provider
 from _scenario import send_email as _send_email
+from _timing import asamples, samples
 
 REPEATS = 25
 LOOPS = 300
@@ -41,24 +42,7 @@ async def asend_email(to: str, subject: str, body: str) -> str:
     return "sent"
 
 
-def _loop_us(fn: Callable[[], Any], loops: int) -> float:
-    start = time.perf_counter_ns()
-    for _ in range(loops):
-        fn()
-    return (time.perf_counter_ns() - start) / loops / 1000
-
-
 _LOOP = asyncio.new_event_loop()
-
-
-def _aloop_us(fn: Callable[[], Awaitable[Any]], loops: int) -> float:
-    async def many() -> float:
-        start = time.perf_counter_ns()
-        for _ in range(loops):
-            await fn()
-        return (time.perf_counter_ns() - start) / loops / 1000
-
-    return _LOOP.run_until_complete(many())
 
 
 def paired_us(bare: Callable[[], Any], guarded: Callable[[], Any], loops: int = LOOPS,
@@ -69,17 +53,11 @@ def paired_us(bare: Callable[[], Any], guarded: Callable[[], Any], loops: int = 
     medians are printed too, since a shared machine makes single figures noisy. ``is_async``:
     the callables return awaitables, awaited back to back inside one running event loop.
     """
-    timed = _aloop_us if is_async else _loop_us
-    for fn in (bare, guarded):
-        timed(fn, 200)
-    b_s, g_s, ratios = [], [], []
-    for _ in range(repeats):
-        b, g = timed(bare, loops), timed(guarded, loops)
-        b_s.append(b)
-        g_s.append(g)
-        ratios.append(g / b)
+    cases = {"bare": (bare, loops), "guarded": (guarded, loops)}
+    found = _LOOP.run_until_complete(asamples(cases, rounds=repeats)) if is_async else samples(cases, rounds=repeats)
+    b_s, g_s = found["bare"], found["guarded"]
     print(f"    (medians: bare {statistics.median(b_s):.1f} µs, guarded {statistics.median(g_s):.1f} µs, "
-          f"median ratio {statistics.median(ratios):.3f})")
+          f"median ratio {statistics.median(g / b for b, g in zip(b_s, g_s, strict=True)):.3f})")
     return min(b_s), min(g_s), min(g_s) / min(b_s)
 
 

@@ -8,12 +8,8 @@ measured with the no-op tracer and with the OpenTelemetry SDK (batch processor, 
 from __future__ import annotations
 
 import asyncio
-import gc
-import random
-import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from agent_guard_llamaindex import guard_tools
@@ -23,6 +19,7 @@ from agent_guard import Guard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _scenario import ARGS, ME, PLAN, POLICY, sdk_provider, send_email
+from _timing import acompare, compare
 
 ROUNDS = 15
 
@@ -43,44 +40,6 @@ def _guards() -> dict[str, Guard]:
     return {"no-op tracer": Guard(POLICY), "SDK + batch": Guard(POLICY, tracer_provider=sdk_provider())}
 
 
-def _compare_sync(cases: dict[str, Callable[[], object]], number: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for fn in cases.values():
-        for _ in range(200):
-            fn()
-    gc.collect()
-    rng = random.Random(1)
-    for _ in range(ROUNDS):
-        order = list(cases)
-        rng.shuffle(order)
-        for name in order:
-            fn = cases[name]
-            start = time.perf_counter_ns()
-            for _ in range(number):
-                fn()
-            samples[name].append((time.perf_counter_ns() - start) / number / 1000)
-    return {name: statistics.median(v) for name, v in samples.items()}
-
-
-async def _compare_async(cases: dict[str, Callable[[], Awaitable[object]]], number: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for fn in cases.values():
-        for _ in range(100):
-            await fn()
-    gc.collect()
-    rng = random.Random(1)
-    for _ in range(ROUNDS):
-        order = list(cases)
-        rng.shuffle(order)
-        for name in order:
-            fn = cases[name]
-            start = time.perf_counter_ns()
-            for _ in range(number):
-                await fn()
-            samples[name].append((time.perf_counter_ns() - start) / number / 1000)
-    return {name: statistics.median(v) for name, v in samples.items()}
-
-
 def _report(title: str, pairs: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}")
     print(f"  {'tracing':<16} {'bare µs':>9} {'guarded µs':>11} {'ratio':>7} {'Δ µs':>8}")
@@ -96,7 +55,8 @@ def bench_call() -> None:
     for label, g in _guards().items():
         gt = guard_tools([tool], g)[0]
         with g.task(PLAN, identity=ME, ttl_s=900):
-            pairs[label] = _compare_sync({"bare": lambda: tool.call(**ARGS), "guarded": lambda gt=gt: gt.call(**ARGS)}, 2000)
+            pairs[label] = compare({"bare": (lambda: tool.call(**ARGS), 2000),
+                                    "guarded": (lambda gt=gt: gt.call(**ARGS), 2000)}, rounds=ROUNDS)
     _report("tool.call(**args)  [sync fn]", pairs)
 
 
@@ -106,8 +66,9 @@ async def _bench_acall(kind: str, number: int) -> dict[str, dict[str, float]]:
     for label, g in _guards().items():
         gt = guard_tools([tool], g)[0]
         async with g.task(PLAN, identity=ME, ttl_s=900):
-            pairs[label] = await _compare_async(
-                {"bare": lambda: tool.acall(**ARGS), "guarded": lambda gt=gt: gt.acall(**ARGS)}, number
+            pairs[label] = await acompare(
+                {"bare": (lambda: tool.acall(**ARGS), number), "guarded": (lambda gt=gt: gt.acall(**ARGS), number)},
+                rounds=ROUNDS,
             )
     return pairs
 

@@ -10,15 +10,12 @@ decision is one round trip (Redis ``INFO commandstats``). Never asserts on timin
 from __future__ import annotations
 
 import asyncio
-import gc
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import redis
@@ -26,39 +23,11 @@ import redis
 from agent_guard import AgentIdentity, Capability, Guard, KeySet, Plan, Policy, Step
 from agent_guard.stores import InMemoryGrantStore, RedisGrantStore
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import acompare, per_call_us
+
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = {"customer_id": "C-42", "region": "eu", "limit": 10}
-
-
-def per_call_us(fn: Callable[[], object], *, number: int, repeat: int = 15) -> float:
-    """Median over ``repeat`` samples of the mean µs per call of ``number`` calls."""
-    for _ in range(min(number, 200)):
-        fn()
-    gc.collect()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter_ns()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter_ns() - start) / number / 1000)
-    return statistics.median(samples)
-
-
-def aper_call_us(fn: Callable[[], Awaitable[object]], *, number: int, repeat: int = 15) -> float:
-    """:func:`per_call_us` for a coroutine function, inside one event loop."""
-
-    async def run() -> float:
-        for _ in range(min(number, 200)):
-            await fn()
-        samples = []
-        for _ in range(repeat):
-            start = time.perf_counter_ns()
-            for _ in range(number):
-                await fn()
-            samples.append((time.perf_counter_ns() - start) / number / 1000)
-        return statistics.median(samples)
-
-    return asyncio.run(run())
 
 
 def start_redis() -> tuple[subprocess.Popen[bytes], str, str]:
@@ -129,16 +98,9 @@ def main() -> int:
 
         async def async_part() -> float:
             async with redis_guard.task(plan, identity=me):
-                result = 0.0
-                samples = []
-                for _ in range(15):
-                    start = time.perf_counter_ns()
-                    for _ in range(n_redis):
-                        await redis_guard.adecide("crm_lookup", ARGS)
-                    samples.append((time.perf_counter_ns() - start) / n_redis / 1000)
-                result = statistics.median(samples)
+                found = await acompare({"x": (lambda: redis_guard.adecide("crm_lookup", ARGS), n_redis)})
             await store.aclose()
-            return result
+            return found["x"]
 
         ared = asyncio.run(async_part())
         raw.close()

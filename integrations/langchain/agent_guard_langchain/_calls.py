@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final, Literal
+from functools import partial
+from typing import Any, Final, Literal, TypeVar
 
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
@@ -32,13 +33,18 @@ __all__ = [
     "ToolResult",
     "already_decided",
     "arun_guarded",
+    "arun_marked",
     "decided",
     "injected_keys",
     "mark_tool_error",
     "model_args",
     "reset_decided",
     "run_guarded",
+    "run_marked",
+    "without_injected",
 ]
+
+_R = TypeVar("_R")
 
 OnViolation = Literal["message", "raise"]
 ToolResult = ToolMessage | Command[Any]
@@ -94,15 +100,20 @@ def injected_keys(tool: BaseTool) -> frozenset[str]:
     return keys
 
 
+def without_injected(tool: BaseTool, args: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``args`` without the names the framework injects into ``tool`` (see :func:`injected_keys`)."""
+    skip = injected_keys(tool)
+    if skip.isdisjoint(args):
+        return dict(args)
+    return {k: v for k, v in args.items() if k not in skip}
+
+
 def model_args(request: ToolCallRequest) -> dict[str, Any]:
     """The model's arguments of a ``ToolNode`` request, without framework-injected names."""
     args = request.tool_call.get("args") or {}
     if request.tool is None or not isinstance(args, Mapping):
         return dict(args) if isinstance(args, Mapping) else {"input": args}
-    skip = injected_keys(request.tool)
-    if skip.isdisjoint(args):
-        return dict(args)
-    return {k: v for k, v in args.items() if k not in skip}
+    return without_injected(request.tool, args)
 
 
 def mark_tool_error(span: trace.Span, result: Any) -> None:
@@ -167,25 +178,28 @@ def run_guarded(
         with _entered(task, use_current):
             current = guard.current_task()
             if RESUMABLE.resume(current, call_id, name, args):  # decided (and charged) before the interrupt
-                return _run_marked(guard, name, call_id, args, current, handler, request)
+                return run_marked(guard, name, call_id, args, current, partial(handler, request))
             with guard.tool_call(name, args, call_id=call_id, description=description) as call:
                 if not call.allowed:
                     return _refuse(call.decision, name, call_id, on_violation, on_denied_raise)
-                result = _run_marked(guard, name, call_id, args, current, handler, request)
+                result = run_marked(guard, name, call_id, args, current, partial(handler, request))
                 mark_tool_error(call.span, result)
                 return result
     finally:
         _detach(parent)
 
 
-def _run_marked(
-    guard: Guard, name: str, call_id: str | None, args: Mapping[str, Any], task: Task | None,
-    handler: Callable[[ToolCallRequest], ToolResult], request: ToolCallRequest,
-) -> ToolResult:
+def run_marked(
+    guard: Guard, name: str, call_id: str | None, args: Mapping[str, Any], task: Task | None, fn: Callable[[], _R],
+) -> _R:
+    """Run an allowed (or resumed) call with it marked as decided, so inner guarded layers do not decide again.
+
+    An ``interrupt()`` inside the tool is remembered, so its resumed run is not a new decision.
+    """
     token = decided(guard, name, call_id)
     try:
-        return handler(request)
-    except GraphBubbleUp:  # interrupt() inside the tool: the resumed call is not a new decision
+        return fn()
+    except GraphBubbleUp:
         RESUMABLE.remember(task, call_id, name, args)
         raise
     finally:
@@ -209,24 +223,25 @@ async def arun_guarded(
         with _entered(task, use_current):
             current = guard.current_task()
             if RESUMABLE.resume(current, call_id, name, args):
-                return await _arun_marked(guard, name, call_id, args, current, handler, request)
+                return await arun_marked(guard, name, call_id, args, current, partial(handler, request))
             with await guard.atool_call(name, args, call_id=call_id, description=description) as call:
                 if not call.allowed:
                     return _refuse(call.decision, name, call_id, on_violation, on_denied_raise)
-                result = await _arun_marked(guard, name, call_id, args, current, handler, request)
+                result = await arun_marked(guard, name, call_id, args, current, partial(handler, request))
                 mark_tool_error(call.span, result)
                 return result
     finally:
         _detach(parent)
 
 
-async def _arun_marked(
+async def arun_marked(
     guard: Guard, name: str, call_id: str | None, args: Mapping[str, Any], task: Task | None,
-    handler: Callable[[ToolCallRequest], Awaitable[ToolResult]], request: ToolCallRequest,
-) -> ToolResult:
+    fn: Callable[[], Awaitable[_R]],
+) -> _R:
+    """Async :func:`run_marked`."""
     token = decided(guard, name, call_id)
     try:
-        return await handler(request)
+        return await fn()
     except GraphBubbleUp:
         RESUMABLE.remember(task, call_id, name, args)
         raise

@@ -19,17 +19,16 @@ from langchain_core.messages import ToolCall
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.pydantic import TypeBaseModel
-from langgraph.errors import GraphBubbleUp
 from pydantic import ConfigDict
 
 from agent_guard import Decision, Guard, ToolCallDenied
 from agent_guard_langchain._calls import (
     OnViolation,
     already_decided,
-    decided,
-    injected_keys,
+    arun_marked,
     mark_tool_error,
-    reset_decided,
+    run_marked,
+    without_injected,
 )
 from agent_guard_langchain._messages import denial_message
 from agent_guard_langchain._resume import RESUMABLE
@@ -115,10 +114,7 @@ class GuardedTool(BaseTool):
     # -- execution ---------------------------------------------------------------------------
     def _decision_args(self, tool_input: str | dict[str, Any]) -> dict[str, Any]:
         if isinstance(tool_input, dict):
-            skip = injected_keys(self.inner)
-            if skip.isdisjoint(tool_input):
-                return dict(tool_input)
-            return {k: v for k, v in tool_input.items() if k not in skip}
+            return without_injected(self.inner, tool_input)
         names = list(self.inner.args)
         return {names[0] if len(names) == 1 else "input": tool_input}
 
@@ -141,14 +137,7 @@ class GuardedTool(BaseTool):
         with guard.tool_call(name, args, call_id=tool_call_id, description=self.description) as call:
             if not call.decision.allowed:
                 return self._refuse(call.decision, tool_call_id)
-            token = decided(guard, name, tool_call_id)
-            try:
-                result = delegate()
-            except GraphBubbleUp:  # interrupt() in the tool: its resumed run is the same call
-                RESUMABLE.remember(task, tool_call_id, name, args)
-                raise
-            finally:
-                reset_decided(token)
+            result = run_marked(guard, name, tool_call_id, args, task, delegate)
             mark_tool_error(call.span, result)
             call.record_result(result)
             return result
@@ -166,14 +155,7 @@ class GuardedTool(BaseTool):
         with await guard.atool_call(name, args, call_id=tool_call_id, description=self.description) as call:
             if not call.decision.allowed:
                 return self._refuse(call.decision, tool_call_id)
-            token = decided(guard, name, tool_call_id)
-            try:
-                result = await delegate()
-            except GraphBubbleUp:
-                RESUMABLE.remember(task, tool_call_id, name, args)
-                raise
-            finally:
-                reset_decided(token)
+            result = await arun_marked(guard, name, tool_call_id, args, task, delegate)
             mark_tool_error(call.span, result)
             call.record_result(result)
             return result

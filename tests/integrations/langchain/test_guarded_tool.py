@@ -68,8 +68,8 @@ class _AllowAll:
             yield
 
 
-class TestGuardedToolFunctionUnit(_AllowAll, ToolsUnitTests):
-    """Standard unit suite: GuardedTool around a @tool function (content_and_artifact)."""
+class _AroundFunction(_AllowAll):
+    """GuardedTool around a @tool function (content_and_artifact)."""
 
     @property
     def tool_constructor(self) -> BaseTool:
@@ -80,20 +80,8 @@ class TestGuardedToolFunctionUnit(_AllowAll, ToolsUnitTests):
         return {"a": 2, "b": 3}
 
 
-class TestGuardedToolFunctionIntegration(_AllowAll, ToolsIntegrationTests):
-    """Standard integration suite: GuardedTool around a @tool function (content_and_artifact)."""
-
-    @property
-    def tool_constructor(self) -> BaseTool:
-        return GuardedTool(add, STD_GUARD)
-
-    @property
-    def tool_invoke_params_example(self) -> dict[str, Any]:
-        return {"a": 2, "b": 3}
-
-
-class TestGuardedToolSubclassUnit(_AllowAll, ToolsUnitTests):
-    """Standard unit suite: GuardedTool around a BaseTool subclass with run_manager."""
+class _AroundSubclass(_AllowAll):
+    """GuardedTool around a BaseTool subclass whose _run takes a run_manager."""
 
     @property
     def tool_constructor(self) -> BaseTool:
@@ -104,16 +92,20 @@ class TestGuardedToolSubclassUnit(_AllowAll, ToolsUnitTests):
         return {"a": 4, "b": 5}
 
 
-class TestGuardedToolSubclassIntegration(_AllowAll, ToolsIntegrationTests):
-    """Standard integration suite: GuardedTool around a BaseTool subclass with run_manager."""
+class TestGuardedToolFunctionUnit(_AroundFunction, ToolsUnitTests):
+    """Standard unit suite around a @tool function."""
 
-    @property
-    def tool_constructor(self) -> BaseTool:
-        return GuardedTool(Multiply(), STD_GUARD)
 
-    @property
-    def tool_invoke_params_example(self) -> dict[str, Any]:
-        return {"a": 4, "b": 5}
+class TestGuardedToolFunctionIntegration(_AroundFunction, ToolsIntegrationTests):
+    """Standard integration suite around a @tool function."""
+
+
+class TestGuardedToolSubclassUnit(_AroundSubclass, ToolsUnitTests):
+    """Standard unit suite around a BaseTool subclass."""
+
+
+class TestGuardedToolSubclassIntegration(_AroundSubclass, ToolsIntegrationTests):
+    """Standard integration suite around a BaseTool subclass."""
 
 
 def test_wrapper_looks_exactly_like_the_tool():
