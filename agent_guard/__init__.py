@@ -15,16 +15,24 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0"
 
 from agent_guard import reasons, semconv
-from agent_guard._approval import ApprovalRequest
-from agent_guard._constraints import OPERATORS, Constraint, compile_constraint, normalize_constraint
-from agent_guard._context import current_task, run_in_task_context, use_task
-from agent_guard._grant import DEFAULT_AUDIENCE, DEFAULT_ISSUER, GRANT_TYP, GrantClaims, verify_grant
-from agent_guard._guard import AuditSink, Guard
-from agent_guard._keys import KeySet, SigningKey
-from agent_guard._models import AgentIdentity, Capability, Decision, Plan, Policy, Step
-from agent_guard._scope import ScopedStep, TaskScope, derive_scope
-from agent_guard._store import ConsumeResult, GrantStore, InMemoryGrantStore
-from agent_guard._task import Task, TaskContext, ToolCall
+from agent_guard.audit._record import AuditSink
+from agent_guard.authorization._approval import ApprovalRequest
+from agent_guard.authorization._constraints import (
+    OPERATORS,
+    Constraint,
+    compile_constraint,
+    normalize_constraint,
+)
+from agent_guard.authorization._grant import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_ISSUER,
+    GRANT_TYP,
+    GrantClaims,
+    verify_grant,
+)
+from agent_guard.authorization._keys import KeySet, SigningKey
+from agent_guard.authorization._models import AgentIdentity, Capability, Decision, Plan, Policy, Step
+from agent_guard.authorization._scope import ScopedStep, TaskScope, derive_scope
 from agent_guard.exceptions import (
     AgentGuardError,
     ConfigError,
@@ -36,6 +44,10 @@ from agent_guard.exceptions import (
     StoreUnavailable,
     ToolCallDenied,
 )
+from agent_guard.execution._context import current_task, run_in_task_context, use_task
+from agent_guard.execution._guard import Guard
+from agent_guard.execution._task import Task, TaskContext, ToolCall
+from agent_guard.stores._base import ConsumeResult, GrantStore, InMemoryGrantStore
 
 __all__ = [
     "DEFAULT_AUDIENCE",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from agent_guard import reasons
 
 if TYPE_CHECKING:
-    from agent_guard._models import Decision
+    from agent_guard.authorization._models import Decision
 
 __all__ = [
     "AgentGuardError",

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from agent_guard._jwks_server import JWKS_PATH, JWKSServer, serve_jwks
-from agent_guard._remote_keys import RemoteKeySet
+from agent_guard.authorization._jwks_server import JWKS_PATH, JWKSServer, serve_jwks
+from agent_guard.authorization._remote_keys import RemoteKeySet
 
 __all__ = ["JWKS_PATH", "JWKSServer", "RemoteKeySet", "serve_jwks"]

@@ -19,8 +19,9 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent_guard._models import Plan, Policy, Step, _Frozen
-from agent_guard._scope import derive_scope
+from agent_guard._frozen import Frozen
+from agent_guard.authorization._models import Plan, Policy, Step
+from agent_guard.authorization._scope import derive_scope
 from agent_guard.exceptions import ConfigError, PlannerError
 
 __all__ = [
@@ -76,7 +77,7 @@ class PlanDraft(_Schema):
     steps: list[PlannedStep] = Field(description="The tool calls, in order.")
 
 
-class ToolSpec(_Frozen):
+class ToolSpec(Frozen):
     """A tool as the planner sees it: name, description, JSON schema of its arguments."""
 
     name: str = Field(min_length=1)

@@ -17,7 +17,7 @@ from _scenario import ARGS, EMAIL_CAPABILITY, EMAIL_STEP, ME, POLICY, sdk_provid
 from _timing import compare, row
 
 from agent_guard import Capability, Guard, Plan, Policy, derive_scope
-from agent_guard._grant import mint_grant
+from agent_guard.authorization._grant import mint_grant
 
 SMALL_POLICY = POLICY
 POLICY = Policy(agent_id="bench", capabilities=[EMAIL_CAPABILITY, *[Capability(f"tool_{i}", args={"x": {"any": True}})

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agent_guard import AgentIdentity, Guard, KeySet, Plan
-from agent_guard._cli_demo import run_demo
 from agent_guard.cli import main
+from agent_guard.cli._demo import run_demo
 
 
 def test_demo_tells_the_whole_story() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from agent_guard import ConfigError, compile_constraint, normalize_constraint
-from agent_guard._constraints import compile_conjunction, is_narrowing, is_optional
+from agent_guard.authorization._constraints import compile_conjunction, is_narrowing, is_optional
 
 
 def ok(spec: Any, value: Any) -> bool:

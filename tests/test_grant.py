@@ -23,7 +23,7 @@ from agent_guard import (
     reasons,
     verify_grant,
 )
-from agent_guard._grant import mint_grant
+from agent_guard.authorization._grant import mint_grant
 from agent_guard.testing import FakeClock
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent_guard import Plan, Policy, Step, derive_scope, reasons
-from agent_guard._matcher import CompiledScope
+from agent_guard.authorization._matcher import CompiledScope
 
 
 def compiled(plan: Plan, policy: Policy) -> CompiledScope:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent_guard import GrantError, Plan, PlanRejected, Policy, Step, TaskScope, derive_scope, reasons
-from agent_guard._scope import DETAIL_TYPE
+from agent_guard.authorization._scope import DETAIL_TYPE
 
 
 def test_scope_conjoins_step_and_ceiling(plan: Plan, policy: Policy) -> None:

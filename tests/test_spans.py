@@ -171,7 +171,7 @@ def test_an_api_without_the_provider_attribute_falls_back_to_the_public_lookup(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """If a later OpenTelemetry API drops the module attribute, get_tracer_provider() decides instead."""
-    import agent_guard._spans as spans_module
+    import agent_guard.audit._spans as spans_module
 
     api = types.SimpleNamespace(
         get_tracer_provider=lambda: spans.provider, ProxyTracerProvider=trace.ProxyTracerProvider,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agent_guard._store import ConsumeResult, GrantStore, InMemoryGrantStore
+from agent_guard.stores._base import ConsumeResult, GrantStore, InMemoryGrantStore
 
 if TYPE_CHECKING:
     from agent_guard.stores._redis import RedisGrantStore

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from agent_guard._store import ConsumeResult, ConsumeStatus, GrantStore
 from agent_guard.exceptions import ConfigError, MissingDependencyError, StoreUnavailable
 from agent_guard.stores import _lua
+from agent_guard.stores._base import ConsumeResult, ConsumeStatus, GrantStore
 
 try:
     import redis

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from agent_guard._explain import explain_claims, unverified_parts
-from agent_guard._guard import Guard
-from agent_guard._models import AgentIdentity, Capability, Plan, Policy, Step
+from agent_guard.authorization._models import AgentIdentity, Capability, Plan, Policy, Step
+from agent_guard.cli._explain import explain_claims, unverified_parts
 from agent_guard.exceptions import ToolCallDenied
+from agent_guard.execution._guard import Guard
 from agent_guard.telemetry import format_table
 
 __all__ = ["register", "run_demo"]

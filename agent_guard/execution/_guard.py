@@ -7,15 +7,16 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, cast, overload
+from typing import Any, TypeVar, cast, overload
 
 from opentelemetry.trace import TracerProvider
 
 from agent_guard import reasons
 from agent_guard import semconv as sc
-from agent_guard._approval import Approver, acheck_approvals, check_approvals
-from agent_guard._context import CURRENT_TASK
-from agent_guard._grant import (
+from agent_guard.audit._record import AuditSink
+from agent_guard.audit._spans import SpanEmitter
+from agent_guard.authorization._approval import Approver, acheck_approvals, check_approvals
+from agent_guard.authorization._grant import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     MAX_LEEWAY_S,
@@ -23,34 +24,19 @@ from agent_guard._grant import (
     mint_grant,
     verify_grant,
 )
-from agent_guard._keys import KeySet
-from agent_guard._models import MAX_TTL_S, AgentIdentity, Decision, Plan, Policy
-from agent_guard._scope import TaskScope, derive_scope
-from agent_guard._spans import SpanEmitter
-from agent_guard._store import GrantStore, InMemoryGrantStore
-from agent_guard._task import Task, TaskContext, ToolCall
+from agent_guard.authorization._keys import KeySet
+from agent_guard.authorization._models import MAX_TTL_S, AgentIdentity, Decision, Plan, Policy
+from agent_guard.authorization._scope import TaskScope, derive_scope
 from agent_guard.exceptions import ConfigError
+from agent_guard.execution._context import CURRENT_TASK
+from agent_guard.execution._task import Task, TaskContext, ToolCall
+from agent_guard.stores._base import GrantStore, InMemoryGrantStore
 
-__all__ = ["AuditSink", "Guard"]
+__all__ = ["Guard"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _log = logging.getLogger("agent_guard")
 DEFAULT_TTL_S = 300
-
-
-class AuditSink(Protocol):
-    """Receives every decision and grant event (e.g. :class:`agent_guard.audit.DecisionLog`)."""
-
-    def decision(
-        self, decision: Decision, *, task: Task | None, call_id: str | None, arguments: Mapping[str, Any] | None
-    ) -> None:
-        """Record one decision. ``arguments`` is ``None`` unless argument recording is opted in."""
-
-    def grant_issued(self, task: Task) -> None:
-        """Record a grant minted for ``task``."""
-
-    def grant_revoked(self, task: Task, reason: str) -> None:
-        """Record the revocation of ``task``'s grant and why."""
 
 
 def _deny_message(tool: str, reason: str, argument: str | None, allowed_tools: tuple[str, ...]) -> str:

@@ -19,8 +19,8 @@ from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from agent_guard import semconv as sc
 
 if TYPE_CHECKING:
-    from agent_guard._models import Decision
-    from agent_guard._task import Task
+    from agent_guard.audit._record import TaskRecord
+    from agent_guard.authorization._models import Decision
 
 __all__ = ["SpanEmitter"]
 
@@ -79,7 +79,7 @@ class SpanEmitter:
         return True
 
     # -- task ---------------------------------------------------------------------------------
-    def start_task(self, task: Task) -> tuple[Span, object]:
+    def start_task(self, task: TaskRecord) -> tuple[Span, object]:
         """Open ``invoke_agent {agent}`` as the current span; returns the span and a detach token."""
         attributes = {sc.OPERATION_NAME: "invoke_agent", **task.base_attributes}
         span = self.tracer.start_span(
@@ -107,11 +107,11 @@ class SpanEmitter:
         except Exception:  # telemetry must never break the application
             _log.warning("agent_guard: flushing spans at task end failed", exc_info=True)
 
-    def grant_event(self, task: Task, name: str, reason: str | None = None) -> None:
+    def grant_event(self, task: TaskRecord, name: str, reason: str | None = None) -> None:
         """Record ``agent_guard.grant.issued``/``revoked`` on the task span (or a span of its own)."""
         attributes: dict[str, Any] = {
             **task.base_attributes,
-            sc.GRANT_TOOLS: list(task.scope.tools),
+            sc.GRANT_TOOLS: list(task.tools),
             sc.GRANT_EXPIRES_AT: _rfc3339(task.expires_at),
         }
         if reason is not None:
@@ -128,7 +128,7 @@ class SpanEmitter:
     def start_tool(
         self,
         decision: Decision,
-        task: Task | None,
+        task: TaskRecord | None,
         *,
         call_id: str | None,
         description: str | None,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from opentelemetry import trace
 
-from agent_guard._audit_chain import FORMAT_VERSION, GENESIS_HASH, AuditLogError, encode_record, parse_line
+from agent_guard.audit._chain import FORMAT_VERSION, GENESIS_HASH, AuditLogError, encode_record, parse_line
 from agent_guard.exceptions import ConfigError
 
 try:  # POSIX: refuse a second writer on the same file (the chain would fork)
@@ -27,8 +27,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from agent_guard._models import Decision
-    from agent_guard._task import Task
+    from agent_guard.audit._record import TaskRecord
+    from agent_guard.authorization._models import Decision
 
 __all__ = ["DecisionLog", "FsyncPolicy"]
 
@@ -44,7 +44,7 @@ def _rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((ts - whole) * 1e6):06d}Z"
 
 
-def _who(task: Task | None) -> dict[str, Any]:
+def _who(task: TaskRecord | None) -> dict[str, Any]:
     if task is None:
         return {"agent": None, "user": None}
     who: dict[str, Any] = {"agent": task.identity.agent_id, "user": task.identity.user_id}
@@ -188,7 +188,7 @@ class DecisionLog:
             self._synced = target
 
     def decision(
-        self, decision: Decision, *, task: Task | None, call_id: str | None, arguments: Mapping[str, Any] | None
+        self, decision: Decision, *, task: TaskRecord | None, call_id: str | None, arguments: Mapping[str, Any] | None
     ) -> None:
         """Append one decision (the :class:`agent_guard.AuditSink` method the guard calls)."""
         fields: dict[str, Any] = {
@@ -211,7 +211,7 @@ class DecisionLog:
             fields["arguments"] = dict(arguments)
         self._append(fields)
 
-    def _grant_fields(self, event: str, task: Task) -> dict[str, Any]:
+    def _grant_fields(self, event: str, task: TaskRecord) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "event": event,
             "task": task.id,
@@ -225,11 +225,11 @@ class DecisionLog:
             fields["trace_id"] = format(context.trace_id, "032x")
         return fields
 
-    def grant_issued(self, task: Task) -> None:
+    def grant_issued(self, task: TaskRecord) -> None:
         """Append a ``grant_issued`` record (never the token itself)."""
         self._append(self._grant_fields("grant_issued", task))
 
-    def grant_revoked(self, task: Task, reason: str) -> None:
+    def grant_revoked(self, task: TaskRecord, reason: str) -> None:
         """Append a ``grant_revoked`` record with the reason; with ``fsync="batch"`` also fsyncs."""
         self._append({**self._grant_fields("grant_revoked", task), "reason": reason}, sync=self.fsync == "batch")
 

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
 
-from agent_guard._keys import KeySet
+from agent_guard.authorization._keys import KeySet
 from agent_guard.exceptions import ConfigError
 
 __all__ = ["JWKS_PATH", "JWKSServer", "serve_jwks"]

@@ -8,8 +8,9 @@ from typing import Any, Final
 from pydantic import Field
 
 from agent_guard import reasons
-from agent_guard._constraints import Constraint, compile_constraint, is_narrowing, is_optional
-from agent_guard._models import Capability, Plan, Policy, _Frozen
+from agent_guard._frozen import Frozen
+from agent_guard.authorization._constraints import Constraint, compile_constraint, is_narrowing, is_optional
+from agent_guard.authorization._models import Capability, Plan, Policy
 from agent_guard.exceptions import GrantError, PlanRejected, PlanViolation
 
 __all__ = ["DETAIL_TYPE", "ScopedStep", "TaskScope", "derive_scope"]
@@ -18,7 +19,7 @@ DETAIL_TYPE: Final = "urn:agent-guard:tool-call"
 """The RFC 9396 ``type`` of every ``authorization_details`` entry in a grant."""
 
 
-class ScopedStep(_Frozen):
+class ScopedStep(Frozen):
     """One step of a scope: its effective constraints are step AND ceiling, per argument."""
 
     index: int = Field(ge=0)
@@ -41,7 +42,7 @@ class ScopedStep(_Frozen):
         }
 
 
-class TaskScope(_Frozen):
+class TaskScope(Frozen):
     """What one task may do: the plan's steps, each capped by the policy ceiling."""
 
     agent_id: str

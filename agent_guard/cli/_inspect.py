@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent_guard._explain import explain_claims, unverified_parts
-from agent_guard._grant import DEFAULT_AUDIENCE, DEFAULT_ISSUER, verify_grant
+from agent_guard.authorization._grant import DEFAULT_AUDIENCE, DEFAULT_ISSUER, verify_grant
+from agent_guard.cli._explain import explain_claims, unverified_parts
 from agent_guard.exceptions import ConfigError, GrantError
 
 __all__ = ["register"]

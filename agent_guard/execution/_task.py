@@ -14,16 +14,16 @@ from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span
 
 from agent_guard import semconv as sc
-from agent_guard._context import CURRENT_TASK
-from agent_guard._grant import GrantClaims
-from agent_guard._matcher import CompiledScope
-from agent_guard._models import AgentIdentity, Decision
-from agent_guard._scope import TaskScope
-from agent_guard._spans import SpanEmitter
+from agent_guard.audit._spans import SpanEmitter
+from agent_guard.authorization._grant import GrantClaims
+from agent_guard.authorization._matcher import CompiledScope
+from agent_guard.authorization._models import AgentIdentity, Decision
+from agent_guard.authorization._scope import TaskScope
 from agent_guard.exceptions import ToolCallDenied
+from agent_guard.execution._context import CURRENT_TASK
 
 if TYPE_CHECKING:
-    from agent_guard._guard import Guard
+    from agent_guard.execution._guard import Guard
 
 __all__ = ["Task", "TaskContext", "ToolCall"]
 

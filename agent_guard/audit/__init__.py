@@ -16,7 +16,7 @@ On the command line: ``agent-guard audit verify audit.jsonl`` and
 
 from __future__ import annotations
 
-from agent_guard._audit_chain import (
+from agent_guard.audit._chain import (
     FORMAT_VERSION,
     GENESIS_HASH,
     AuditLogError,
@@ -24,7 +24,7 @@ from agent_guard._audit_chain import (
     read_log,
     verify_log,
 )
-from agent_guard._audit_log import DecisionLog, FsyncPolicy
+from agent_guard.audit._log import DecisionLog, FsyncPolicy
 
 __all__ = [
     "FORMAT_VERSION",

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
-    from agent_guard._task import Task
+    from agent_guard.execution._task import Task
 
 __all__ = ["current_task", "run_in_task_context", "use_task"]
 

@@ -14,9 +14,10 @@ import jwt
 from pydantic import ConfigDict, Field
 
 from agent_guard import reasons
-from agent_guard._keys import KeySet
-from agent_guard._models import MAX_TTL_S, AgentIdentity, _Frozen
-from agent_guard._scope import TaskScope
+from agent_guard._frozen import Frozen
+from agent_guard.authorization._keys import KeySet
+from agent_guard.authorization._models import MAX_TTL_S, AgentIdentity
+from agent_guard.authorization._scope import TaskScope
 from agent_guard.exceptions import ConfigError, GrantError
 
 __all__ = [
@@ -51,7 +52,7 @@ _DECODER: Final = jwt.PyJWT(
 )
 
 
-class _Claims(_Frozen):
+class _Claims(Frozen):
     model_config = ConfigDict(frozen=True, extra="allow")
 
 

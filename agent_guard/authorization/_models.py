@@ -8,82 +8,23 @@ naming the offending field.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import contextvars
-import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
-from typing_extensions import Self
+from pydantic import BeforeValidator, Field, model_validator
 
-from agent_guard._constraints import Constraint, normalize_constraint
+from agent_guard._frozen import Frozen, canonical_hash
+from agent_guard.authorization._constraints import Constraint, normalize_constraint
 from agent_guard.exceptions import ConfigError, MissingDependencyError
+from agent_guard.identity import AgentIdentity
 
 __all__ = ["AgentIdentity", "Capability", "Decision", "Plan", "Policy", "Step", "canonical_hash"]
 
 MAX_TTL_S = 900
 """Hard cap on a grant's lifetime, whatever the policy says."""
-
-
-def canonical_hash(data: Any) -> str:
-    """``sha-256:`` + base64url SHA-256 of the canonical (sorted, compact) JSON of ``data``."""
-    raw = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    digest = base64.urlsafe_b64encode(hashlib.sha256(raw).digest()).rstrip(b"=").decode()
-    return f"sha-256:{digest}"
-
-
-def _format_errors(model: str, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors(include_url=False):
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".")
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {loc or '(root)'}: {msg}")
-    return f"invalid {model}:\n" + "\n".join(lines)
-
-
-_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("agent_guard_validation_depth", default=0)
-
-
-@contextlib.contextmanager
-def _config_errors(model: str) -> Iterator[None]:
-    """Turn pydantic's ValidationError into ConfigError, once, at the outermost model."""
-    depth = _DEPTH.get()
-    token = _DEPTH.set(depth + 1)
-    try:
-        yield
-    except ValidationError as err:
-        if depth:  # nested model: let the outermost one report every error with its full path
-            raise
-        raise ConfigError(_format_errors(model, err)) from None
-    finally:
-        _DEPTH.reset(token)
-
-
-class _Frozen(BaseModel):
-    """Base: frozen, no unknown fields, pydantic errors re-raised as ConfigError."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
-
-    def __init__(self, **data: Any) -> None:
-        with _config_errors(type(self).__name__):
-            super().__init__(**data)
-
-    @classmethod
-    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
-        """Validate a dict (or object); raises :class:`ConfigError` naming each bad field."""
-        with _config_errors(cls.__name__):
-            return super().model_validate(obj, *args, **kwargs)
-
-    @classmethod
-    def model_validate_json(cls, json_data: str | bytes | bytearray, *args: Any, **kwargs: Any) -> Self:
-        """Validate JSON text; raises :class:`ConfigError` naming each bad field."""
-        with _config_errors(cls.__name__):
-            return super().model_validate_json(json_data, *args, **kwargs)
 
 
 def _normalize_args(value: Any) -> dict[str, Constraint]:
@@ -106,20 +47,7 @@ ArgSpecs = Annotated[dict[str, Constraint], BeforeValidator(_normalize_args)]
 """Argument name -> normalized constraint (literals become ``{"eq": value}``)."""
 
 
-class AgentIdentity(_Frozen):
-    """Who acts and for whom. Supplied by the host application; agent_guard never invents it."""
-
-    agent_id: str = Field(min_length=1, description="The agent's stable id (must match its policy).")
-    user_id: str | None = Field(default=None, description="The user the agent acts for, if any.")
-    tenant: str | None = Field(default=None, description="Tenant or organisation, if any.")
-
-    @property
-    def subject(self) -> str:
-        """The grant's ``sub``: the user, or the agent itself when it acts for no one."""
-        return self.user_id or self.agent_id
-
-
-class Capability(_Frozen):
+class Capability(Frozen):
     """The most an agent may ever do with one tool: argument constraints and flags.
 
     ``Capability("send_email", args={"to": {"glob": "*@example.com"}})``. ``args`` lists every
@@ -139,7 +67,7 @@ class Capability(_Frozen):
 
 
 
-class Policy(_Frozen):
+class Policy(Frozen):
     """The ceiling for one agent: every capability it may ever be granted, and the longest TTL."""
 
     agent_id: str = Field(min_length=1)
@@ -197,7 +125,7 @@ class Policy(_Frozen):
         return cls.model_validate(data)
 
 
-class Step(_Frozen):
+class Step(Frozen):
     """One planned tool call: the tool, every argument it may pass, and how many calls.
 
     A literal argument value means "must equal"; a constraint object narrows;
@@ -217,7 +145,7 @@ class Step(_Frozen):
 
 
 
-class Plan(_Frozen):
+class Plan(Frozen):
     """The agent's intent for one task: an ordered list of steps.
 
     With ``ordered=True`` calls must follow the steps in order (a step may be repeated within its
@@ -239,7 +167,7 @@ class Plan(_Frozen):
         return tuple(dict.fromkeys(s.tool for s in self.steps))
 
 
-class Decision(_Frozen):
+class Decision(Frozen):
     """The outcome of one authorization check.
 
     ``allowed`` is the verdict; ``reason`` is a stable code (``None`` when allowed); ``message`` is

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from agent_guard._audit_chain import AuditLogError, read_log, verify_log
+from agent_guard.audit._chain import AuditLogError, read_log, verify_log
 from agent_guard.telemetry import format_table
 
 __all__ = ["register"]

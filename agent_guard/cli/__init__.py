@@ -1,33 +1,34 @@
 """The ``agent-guard`` command line.
 
-Subcommands live in private modules named ``_cli_*.py``; each exposes
-``register(subparsers) -> None`` and sets ``func`` on its parser (``func(args) -> int``).
+Each subcommand lives in a private module of this package that exposes
+``register(subparsers) -> None`` and sets ``func`` on its parser (``func(args) -> int``); the
+list below is the whole command set (static, so nothing is discovered at run time).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 
 import agent_guard
+from agent_guard.cli import _audit, _demo, _inspect, _keys, _serve_jwks
 from agent_guard.exceptions import AgentGuardError
 
 __all__ = ["build_parser", "main"]
 
+_SUBCOMMANDS = (_audit, _demo, _inspect, _keys, _serve_jwks)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every ``_cli_*`` subcommand registered."""
+    """The argument parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="agent-guard", description="Task-scoped, expiring authorization for AI agents' tool calls."
     )
     parser.add_argument("--version", action="version", version=f"agent-guard {agent_guard.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(agent_guard.__path__), key=lambda m: m.name):
-        if info.name.startswith("_cli_"):
-            importlib.import_module(f"agent_guard.{info.name}").register(sub)
+    for command in _SUBCOMMANDS:
+        command.register(sub)
     return parser
 
 

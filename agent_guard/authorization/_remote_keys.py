@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from agent_guard._keys import Algorithm, KeySet, SigningKey
+from agent_guard.authorization._keys import Algorithm, KeySet, SigningKey
 from agent_guard.exceptions import ConfigError, GrantError
 
 __all__ = ["RemoteKeySet"]

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent_guard import reasons
-from agent_guard._constraints import Predicate, compile_conjunction
-from agent_guard._scope import ScopedStep, TaskScope
+from agent_guard.authorization._constraints import Predicate, compile_conjunction
+from agent_guard.authorization._scope import ScopedStep, TaskScope
 
 __all__ = ["CompiledScope", "CompiledStep", "Match"]
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent_guard._keys import ALGORITHMS, KeySet
+from agent_guard.authorization._keys import ALGORITHMS, KeySet
 from agent_guard.exceptions import ConfigError
 
 __all__ = ["register"]

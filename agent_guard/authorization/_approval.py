@@ -8,14 +8,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agent_guard import reasons
-from agent_guard._models import AgentIdentity, Plan, _Frozen
-from agent_guard._scope import TaskScope
+from agent_guard._frozen import Frozen
+from agent_guard.authorization._models import AgentIdentity, Plan
+from agent_guard.authorization._scope import TaskScope
 from agent_guard.exceptions import ConfigError, PlanRejected, PlanViolation
 
 __all__ = ["ApprovalRequest", "Approver", "acheck_approvals", "check_approvals"]
 
 
-class ApprovalRequest(_Frozen):
+class ApprovalRequest(Frozen):
     """What an approval hook is asked: may this step of this plan be granted?"""
 
     identity: AgentIdentity

@@ -14,8 +14,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
-from agent_guard._jwks_server import serve_jwks
-from agent_guard._keys import KeySet, SigningKey
+from agent_guard.authorization._jwks_server import serve_jwks
+from agent_guard.authorization._keys import KeySet, SigningKey
 from agent_guard.exceptions import ConfigError
 
 __all__ = ["load_key_file", "register"]
