@@ -7,14 +7,8 @@ and emit an OpenTelemetry span for every decision.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("agent-guard")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
-
 from agent_guard import reasons, semconv
+from agent_guard._version import __version__
 from agent_guard.audit._record import AuditSink
 from agent_guard.authorization._approval import ApprovalRequest
 from agent_guard.authorization._constraints import (
@@ -44,10 +38,13 @@ from agent_guard.exceptions import (
     StoreUnavailable,
     ToolCallDenied,
 )
+from agent_guard.execution._call import ToolCall
 from agent_guard.execution._context import current_task, run_in_task_context, use_task
 from agent_guard.execution._guard import Guard
-from agent_guard.execution._task import Task, TaskContext, ToolCall
-from agent_guard.stores._base import ConsumeResult, GrantStore, InMemoryGrantStore
+from agent_guard.execution._lifecycle import TaskContext
+from agent_guard.execution._task import Task
+from agent_guard.stores._base import ConsumeResult, GrantStore
+from agent_guard.stores._memory import InMemoryGrantStore
 
 __all__ = [
     "DEFAULT_AUDIENCE",

@@ -3,6 +3,7 @@
 Every exception derives from :class:`AgentGuardError`::
 
     AgentGuardError
+    ├── AuditLogError (also OSError)       the decision log cannot be written or read (fail closed)
     ├── ConfigError (also ValueError)      bad input: names the field and the fix
     ├── MissingDependencyError (also ImportError)   an optional extra is not installed
     ├── GrantError                          a grant token failed verification (reason "invalid_grant"/"expired")
@@ -23,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 from agent_guard import reasons
 
 if TYPE_CHECKING:
-    from agent_guard.authorization._models import Decision
+    from agent_guard._decision import Decision
 
 __all__ = [
     "AgentGuardError",
+    "AuditLogError",
     "ConfigError",
     "GrantError",
     "MissingDependencyError",
@@ -40,6 +42,13 @@ __all__ = [
 
 class AgentGuardError(Exception):
     """Base class of every error raised by agent_guard."""
+
+
+class AuditLogError(AgentGuardError, OSError):
+    """The decision log cannot be written or read (closed, locked, torn or not a decision log).
+
+    Raised from a guarded call when its decision cannot be recorded, so the call does not run.
+    """
 
 
 class ConfigError(AgentGuardError, ValueError):

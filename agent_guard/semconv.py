@@ -10,6 +10,7 @@ from typing import Final
 
 __all__ = [
     "AGENT_ID",
+    "AUDIT_HEAD",
     "AGENT_NAME",
     "CONVERSATION_ID",
     "DECISION_OUTCOME",
@@ -22,6 +23,10 @@ __all__ = [
     "GRANT_ID",
     "GRANT_REVOCATION_REASON",
     "GRANT_TOOLS",
+    "METRIC_DECISIONS",
+    "METRIC_GRANTS_ISSUED",
+    "METRIC_GRANTS_REVOKED",
+    "METRIC_TOOL_DURATION",
     "OPERATION_NAME",
     "PLAN_STEP",
     "TASK_ID",
@@ -29,6 +34,7 @@ __all__ = [
     "TOOL_CALL_ID",
     "TOOL_CALL_RESULT",
     "TOOL_DESCRIPTION",
+    "TOOL_ERROR_TYPE",
     "TOOL_NAME",
     "TOOL_TYPE",
     "execute_tool_span_name",
@@ -56,9 +62,16 @@ AGENT_NAME: Final = "gen_ai.agent.name"
 CONVERSATION_ID: Final = "gen_ai.conversation.id"
 """Conversation or thread id, when the host supplies one."""
 ENDUSER_ID: Final = "enduser.id"
-"""The user the grant was issued for."""
+"""The user the grant was issued for.
+
+``enduser.id`` is current (Development): the conventions deprecated it for ``user.id`` in v1.26.0
+and undeprecated it in v1.31.0; ``user.id`` names an account of the system (e.g. an OS user), not
+the end user an application acts for.
+"""
 ERROR_TYPE: Final = "error.type"
 """On a denial: ``agent_guard.ToolCallDenied``; on a tool failure: the exception's class."""
+TOOL_ERROR_TYPE: Final = "agent_guard.ToolError"
+"""``error.type`` of an allowed call whose tool answered with an error value instead of raising."""
 
 DECISION_OUTCOME: Final = "agent_guard.decision.outcome"
 """``allow`` or ``deny``."""
@@ -76,6 +89,20 @@ GRANT_EXPIRES_AT: Final = "agent_guard.grant.expires_at"
 """RFC 3339 UTC expiry of the grant (on grant events)."""
 GRANT_REVOCATION_REASON: Final = "agent_guard.grant.revocation.reason"
 """``plan_completed``, ``task_exit``, ``expired``, ``replanned`` or ``manual``."""
+AUDIT_HEAD: Final = "agent_guard.audit.head"
+"""``SEQ:HASH`` of the decision log's last record when a task closes (``DecisionLog.head``).
+
+Kept outside the agent's host, it lets ``agent-guard audit verify --expect-head`` find a log that
+was cut short or emptied."""
+
+METRIC_DECISIONS: Final = "agent_guard.decisions"
+"""Counter of decisions, by outcome, reason (denials only) and tool."""
+METRIC_TOOL_DURATION: Final = "gen_ai.execute_tool.duration"
+"""Histogram (seconds) of allowed tool calls' run time: the GenAI conventions' tool-execution metric."""
+METRIC_GRANTS_ISSUED: Final = "agent_guard.grants.issued"
+"""Counter of grants minted."""
+METRIC_GRANTS_REVOKED: Final = "agent_guard.grants.revoked"
+"""Counter of grants revoked, by revocation reason."""
 
 EVENT_GRANT_ISSUED: Final = "agent_guard.grant.issued"
 """Span event when a grant is minted or attached."""

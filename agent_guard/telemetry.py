@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from agent_guard import semconv as sc
+from agent_guard._text import printable
 from agent_guard.exceptions import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -81,11 +82,16 @@ def decision_rows(spans: Iterable[FinishedSpan]) -> list[dict[str, Any]]:
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """Render rows as an aligned plain-text table (``columns`` picks and orders the keys)."""
+    """Render rows as an aligned plain-text table (``columns`` picks and orders the keys).
+
+    Every cell and heading goes through :func:`agent_guard._text.printable`, so a tool name holding
+    ``\\x1b[2K`` or ``\\n`` shows as that escape instead of rewriting the terminal or adding a row.
+    """
     if not rows:
         return "(no decisions)"
-    cols = list(columns or rows[0].keys())
-    cells = [[str(row.get(c, "")) for c in cols] for row in rows]
+    keys = list(columns or rows[0].keys())
+    cols = [printable(k) for k in keys]
+    cells = [[printable(row.get(k, "")) for k in keys] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=False))
     rule = "  ".join("-" * w for w in widths)

@@ -67,7 +67,7 @@ class SpanCapture:
         return decision_rows(self.spans)
 
     def table(self, columns: list[str] | None = None) -> str:
-        """The decisions as a plain-text audit table."""
+        """The decisions as a plain-text audit table (control characters in names shown escaped)."""
         return format_table(self.decisions(), columns or ["tool", "outcome", "reason", "step", "call_id"])
 
     def clear(self) -> None:

@@ -90,12 +90,14 @@ class TestBudgetsAndRevocation:
 
     def test_plan_completion_revokes(self, guard: Guard, plan: Plan, identity: AgentIdentity,
                                      spans: SpanCapture) -> None:
-        """Spending the last budget revokes the grant (plan_completed); later calls are revoked."""
+        """Spending the last budget revokes the grant (plan_completed); later calls read scope reasons first."""
         with guard.task(plan, identity=identity) as task:
             assert guard.authorize("crm_lookup", {"customer_id": "C-42"}).allowed
             assert guard.authorize("send_email", {"to": "alice@example.com"}).allowed
             assert task.revoked and task.revocation_reason == "plan_completed"
-            assert guard.authorize("crm_lookup", {"customer_id": "C-42"}).reason == reasons.REVOKED
+            again = guard.authorize("crm_lookup", {"customer_id": "C-42"})
+            assert again.reason == reasons.BUDGET_EXHAUSTED and "plan allows" not in again.message
+            assert guard.authorize("delete_records", {}).reason == reasons.TOOL_NOT_IN_SCOPE
             assert not guard.store.is_active(task.id)
         (task_span,) = spans.named("invoke_agent")
         events = [(e.name, dict(e.attributes or {}).get("agent_guard.grant.revocation.reason")) for e in task_span.events]
@@ -115,7 +117,7 @@ class TestBudgetsAndRevocation:
             clock.advance(10)
             assert guard.authorize("crm_lookup", {"customer_id": "C-42"}).reason == reasons.EXPIRED
             assert task.revocation_reason == "expired"
-            assert guard.authorize("crm_lookup", {"customer_id": "C-42"}).reason == reasons.REVOKED
+            assert guard.authorize("crm_lookup", {"customer_id": "C-42"}).reason == reasons.EXPIRED
 
     def test_manual_revoke(self, guard: Guard, plan: Plan, identity: AgentIdentity) -> None:
         """task.revoke() denies the next call."""
@@ -349,8 +351,9 @@ class TestWorkers:
                 assert worker.authorize("crm_lookup", {"customer_id": "C-42"}).allowed
             assert guard.authorize("crm_lookup", {"customer_id": "C-42"}).reason == reasons.BUDGET_EXHAUSTED
             assert guard.store.is_active(task.id)
-        with worker.attach(task.grant):
-            assert worker.authorize("send_email", {"to": "alice@example.com"}).reason == reasons.REVOKED
+        with pytest.raises(GrantError) as info, worker.attach(task.grant):
+            pass
+        assert info.value.reason == reasons.REVOKED
 
     def test_attach_refuses_foreign_grants(self, guard: Guard, plan: Plan, identity: AgentIdentity) -> None:
         """A grant signed outside the worker's JWKS fails verification on attach."""

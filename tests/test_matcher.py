@@ -44,7 +44,7 @@ def test_literal_index_matches_the_full_scan(policy: Policy) -> None:
                  {"to": "zz@example.com"}, {"to": 7}, {"to": ["u7@example.com"]}, {"body": "b"}):
         a, b = indexed.match("send_email", args), plain.match("send_email", args)
         assert (a.candidates, a.reason, a.argument) == (b.candidates, b.reason, b.argument), args
-    assert indexed.match("send_email", {"to": "u7@example.com"}).candidates == [7, 57, 107, 157]
+    assert indexed.match("send_email", {"to": "u7@example.com", "body": "b"}).candidates == [7, 57, 107, 157]
 
 
 def test_index_is_type_strict(policy: Policy) -> None:

@@ -16,7 +16,7 @@ def test_scope_conjoins_step_and_ceiling(plan: Plan, policy: Policy) -> None:
     assert lookup.args["customer_id"] == ({"eq": "C-42"}, {"regex": r"C-\d+"})
     assert email.args["body"] == ({"any": True}, {"max_len": 2000})
     assert lookup.required == ("customer_id",)
-    assert email.required == ("to",)  # "any" does not narrow, so it may be absent
+    assert email.required == ("to", "subject", "body")  # the ceiling narrows subject and body: required
     assert scope.plan_hash == plan.plan_hash and scope.policy_hash == policy.policy_hash
 
 
@@ -47,11 +47,34 @@ def test_max_calls_capped_by_ceiling() -> None:
         derive_scope(Plan(steps=[Step("t", max_calls=3)]), policy)
 
 
-def test_optional_argument_may_be_absent(policy: Policy) -> None:
-    """A narrowing argument marked optional is not required."""
-    scope = derive_scope(Plan(steps=[Step("send_email", args={"to": {"glob": "a*@example.com", "optional": True}})]),
-                         policy)
-    assert scope.steps[0].required == ()
+def test_optional_argument_may_be_absent() -> None:
+    """A narrowed argument may be absent only when the step AND the ceiling allow its absence."""
+    def required(step_spec: dict[str, object], ceiling: dict[str, object]) -> bool:
+        policy = Policy(agent_id="a", capabilities=[{"tool": "t", "args": {"x": ceiling}}])
+        return derive_scope(Plan(steps=[Step("t", args={"x": step_spec})]), policy).steps[0].required == ("x",)
+
+    narrow, narrow_optional = {"max": 100}, {"max": 100, "optional": True}
+    anything, anything_optional = {"any": True}, {"any": True, "optional": True}
+    assert not required(anything, anything)
+    assert not required(narrow_optional, anything)
+    assert not required(narrow_optional, narrow_optional)
+    assert not required(anything, narrow_optional)
+    assert required(narrow, anything)  # the step narrows without optional
+    assert required(anything, narrow)  # the ceiling narrows without optional: the tool default is unvetted
+    assert required(narrow_optional, narrow)  # a step's optional cannot relax the ceiling
+    assert required(anything_optional, narrow)
+
+
+def test_a_narrowing_ceiling_makes_the_argument_required_at_call_time() -> None:
+    """Policy amount ≤ 100, step amount any: a call without amount is refused (the default is unvetted)."""
+    from agent_guard.authorization._matcher import CompiledScope
+
+    policy = Policy(agent_id="a", capabilities=[{"tool": "refund", "args": {"amount": {"max": 100}}}])
+    scope = CompiledScope(derive_scope(Plan(steps=[Step("refund", args={"amount": {"any": True}})]), policy))
+    missing = scope.match("refund", {})
+    assert (missing.reason, missing.argument) == (reasons.ARGUMENT_MISMATCH, "amount")
+    assert scope.match("refund", {"amount": 100}).reason is None
+    assert scope.match("refund", {"amount": 101}).reason == reasons.ARGUMENT_MISMATCH
 
 
 def test_restrict_returns_a_new_narrower_scope(plan: Plan, policy: Policy) -> None:

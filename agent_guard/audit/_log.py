@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from opentelemetry import trace
 
-from agent_guard.audit._chain import FORMAT_VERSION, GENESIS_HASH, AuditLogError, encode_record, parse_line
-from agent_guard.exceptions import ConfigError
+from agent_guard.audit._chain import FORMAT_VERSION, encode_record
+from agent_guard.audit._checkpoint import LogHead, check_signing_keys, sign_checkpoint
+from agent_guard.audit._file import cut_torn_tail, first_hash, last_checkpoint, read_head
+from agent_guard.exceptions import AuditLogError, ConfigError
 
 try:  # POSIX: refuse a second writer on the same file (the chain would fork)
     import fcntl
@@ -28,6 +30,7 @@ except ImportError:  # pragma: no cover - Windows
 
 if TYPE_CHECKING:
     from agent_guard.audit._record import TaskRecord
+    from agent_guard.authorization._keys import KeySet
     from agent_guard.authorization._models import Decision
 
 __all__ = ["DecisionLog", "FsyncPolicy"]
@@ -35,7 +38,6 @@ __all__ = ["DecisionLog", "FsyncPolicy"]
 FsyncPolicy = Literal["always", "batch", "never"]
 """When the log calls ``os.fsync``: every record, every ``fsync_every`` records and at task end, or on close."""
 
-_TAIL_CHUNK: Final = 65536
 _O_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -53,6 +55,14 @@ def _who(task: TaskRecord | None) -> dict[str, Any]:
     return who
 
 
+def _trace_id(task: TaskRecord | None) -> str | None:
+    """The trace of the current span, else of the task's span (hex), else ``None``."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid and task is not None and task.span is not None:
+        context = task.span.get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
 class DecisionLog:
     """An append-only, hash-chained JSON-lines file of every decision and grant issued/revoked.
 
@@ -66,6 +76,14 @@ class DecisionLog:
     every record (group commit: concurrent writers share one fsync); ``"batch"`` (default) fsyncs
     every ``fsync_every`` records, at every grant revocation (task end) and on close, so at most
     the records since then can be lost; ``"never"`` leaves it to the OS until :meth:`close`.
+
+    Signed checkpoints (``signing_keys``, e.g. ``signing_keys=guard.keys``; EdDSA or ES256): after
+    every ``checkpoint_every`` records, at every grant revocation (task end) and on close, a
+    ``checkpoint`` record signed with the key set's current key commits to the sequence number
+    and hash of the record before it, so ``agent-guard audit verify FILE --jwks JWKS`` detects a
+    log that was edited and re-chained. Opening a log with keys reads back to its last checkpoint;
+    records found after it are noted in a ``log_reopened`` record. :attr:`head` is where the log
+    ends now: keep it elsewhere (``--expect-head``) to detect a log cut short or emptied.
 
     ``clock`` (default ``time.time``) stamps each record's ``time`` (UTC, microseconds).
     Thread-safe; one writer per file (a second open of the same file raises :class:`AuditLogError`).
@@ -81,11 +99,19 @@ class DecisionLog:
         fsync: FsyncPolicy = "batch",
         fsync_every: int = 256,
         clock: Callable[[], float] | None = None,
+        signing_keys: KeySet | None = None,
+        checkpoint_every: int = 100,
     ) -> None:
         if fsync not in ("always", "batch", "never"):
             raise ConfigError(f"fsync: {fsync!r} is not one of 'always', 'batch', 'never'")
         if fsync_every < 1:
             raise ConfigError(f"fsync_every: {fsync_every} must be at least 1")
+        if type(checkpoint_every) is not int or checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every: {checkpoint_every!r} must be a whole number of records, at least 1")
+        if signing_keys is not None:
+            check_signing_keys(signing_keys)
+        self.signing_keys = signing_keys
+        self.checkpoint_every = checkpoint_every
         self.path = os.fspath(path)
         self.fsync: FsyncPolicy = fsync
         self.fsync_every = fsync_every
@@ -102,79 +128,67 @@ class DecisionLog:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except OSError:
                     raise AuditLogError(f"audit log {self.path!r} is already open for writing elsewhere") from None
-            self._size = os.fstat(self._fd).st_size
-            dropped = self._cut_torn_tail()
-            self._prev, self._seq = self._read_head()
+            size = os.fstat(self._fd).st_size
+            dropped = cut_torn_tail(self._fd, size)
+            self._size = size - dropped
+            self._prev, self._seq = read_head(self._fd, self._size, self.path)
+            self._head = LogHead(self._seq, self._prev)
             self._synced = self._seq
+            self._log_id = first_hash(self._fd, self._size, self.path) if signing_keys is not None and self._seq else None
+            self._checkpointed = last_checkpoint(self._fd, self._size) if signing_keys is not None else self._seq
+            unsigned = self._seq - self._checkpointed
             if dropped:
                 self._append({"event": "log_recovered", "dropped_bytes": dropped}, sync=True)
+            if unsigned:
+                self._append({"event": "log_reopened", "unsigned_records": unsigned}, sync=True)
         except BaseException:
             os.close(self._fd)
             self._fd = -1
             raise
 
-    # -- opening an existing log --------------------------------------------------------------
-    def _tail_from(self, end: int) -> int:
-        """Offset just after the last newline before ``end`` (0 when there is none)."""
-        pos = end
-        while pos > 0:
-            start = max(0, pos - _TAIL_CHUNK)
-            chunk = os.pread(self._fd, pos - start, start)
-            cut = chunk.rfind(b"\n")
-            if cut >= 0:
-                return start + cut + 1
-            pos = start
-        return 0
-
-    def _cut_torn_tail(self) -> int:
-        if self._size == 0 or os.pread(self._fd, 1, self._size - 1) == b"\n":
-            return 0
-        keep = self._tail_from(self._size)
-        dropped = self._size - keep
-        os.ftruncate(self._fd, keep)
-        os.fsync(self._fd)
-        self._size = keep
-        return dropped
-
-    def _read_head(self) -> tuple[str, int]:
-        if self._size == 0:
-            return GENESIS_HASH, 0
-        start = self._tail_from(self._size - 1)
-        line = os.pread(self._fd, self._size - 1 - start, start)
-        try:
-            record, digest = parse_line(line)
-        except ValueError as err:
-            raise AuditLogError(
-                f"{self.path}: the last line is not a valid decision-log record ({err}); "
-                "run `agent-guard audit verify` and start a new log"
-            ) from None
-        seq = record.get("seq")
-        if not isinstance(seq, int):
-            raise AuditLogError(f"{self.path}: the last record has no sequence number")
-        return digest, seq
-
     # -- writing ------------------------------------------------------------------------------
-    def _append(self, fields: dict[str, Any], *, sync: bool = False) -> None:
+    def _append(self, fields: dict[str, Any], *, sync: bool = False, checkpoint: bool = False) -> None:
         with self._lock:
             if self._fd < 0:
                 raise AuditLogError(f"audit log {self.path!r} is closed")
-            seq = self._seq + 1
-            record = {"v": FORMAT_VERSION, "seq": seq, "time": _rfc3339(self.clock()), **fields}
-            line, digest = encode_record(record, self._prev)
-            try:
-                written = os.write(self._fd, line)
-                while written < len(line):  # a short write on a regular file: append the rest
-                    written += os.write(self._fd, line[written:])
-            except OSError as err:
-                with contextlib.suppress(OSError):  # do not leave a torn line behind the chain
-                    os.ftruncate(self._fd, self._size)
-                raise AuditLogError(f"cannot write audit log {self.path!r}: {err.strerror}") from err
-            self._size += len(line)
-            self._prev = digest
-            self._seq = seq
+            self._write(fields)
+            if self.signing_keys is not None and (checkpoint or self._seq - self._checkpointed >= self.checkpoint_every):
+                self._write_checkpoint()
+            seq = self._seq
             pending = seq - self._synced
         if sync or self.fsync == "always" or (self.fsync == "batch" and pending >= self.fsync_every):
             self._sync_to(seq)
+
+    def _write(self, fields: dict[str, Any]) -> None:
+        """Append one record (the lock is held and the file open)."""
+        seq = self._seq + 1
+        record = {"v": FORMAT_VERSION, "seq": seq, "time": _rfc3339(self.clock()), **fields}
+        line, digest = encode_record(record, self._prev)
+        try:
+            written = os.write(self._fd, line)
+            while written < len(line):  # a short write on a regular file: append the rest
+                written += os.write(self._fd, line[written:])
+        except OSError as err:
+            with contextlib.suppress(OSError):  # do not leave a torn line behind the chain
+                os.ftruncate(self._fd, self._size)
+            raise AuditLogError(f"cannot write audit log {self.path!r}: {err.strerror}") from err
+        self._size += len(line)
+        self._prev = digest
+        self._seq = seq
+        self._head = LogHead(seq, digest)
+        if seq == 1:
+            self._log_id = digest
+
+    def _write_checkpoint(self) -> None:
+        """Append a checkpoint signed over the current head (the lock is held, keys are set)."""
+        assert self.signing_keys is not None and self._log_id is not None
+        try:
+            token, kid = sign_checkpoint(self.signing_keys, log=self._log_id, seq=self._seq, head=self._prev,
+                                         issued_at=self.clock())
+        except Exception as err:  # a key rotated to HS256, a crypto failure: the record stays unsigned
+            raise AuditLogError(f"cannot sign a checkpoint of audit log {self.path!r}: {err}") from err
+        self._write({"event": "checkpoint", "kid": kid, "jws": token})
+        self._checkpointed = self._seq
 
     def _sync_to(self, seq: int) -> None:
         with self._sync_lock:
@@ -204,9 +218,9 @@ class DecisionLog:
         }
         if decision.argument is not None:
             fields["argument"] = decision.argument  # the argument's name, never its value
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            fields["trace_id"] = format(context.trace_id, "032x")
+        trace_id = _trace_id(task)
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
         if arguments is not None:  # only when the guard has record_arguments=True
             fields["arguments"] = dict(arguments)
         self._append(fields)
@@ -220,9 +234,9 @@ class DecisionLog:
             "tools": list(task.tools),
             "expires_at": _rfc3339(task.expires_at),
         }
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            fields["trace_id"] = format(context.trace_id, "032x")
+        trace_id = _trace_id(task)
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
         return fields
 
     def grant_issued(self, task: TaskRecord) -> None:
@@ -230,8 +244,12 @@ class DecisionLog:
         self._append(self._grant_fields("grant_issued", task))
 
     def grant_revoked(self, task: TaskRecord, reason: str) -> None:
-        """Append a ``grant_revoked`` record with the reason; with ``fsync="batch"`` also fsyncs."""
-        self._append({**self._grant_fields("grant_revoked", task), "reason": reason}, sync=self.fsync == "batch")
+        """Append a ``grant_revoked`` record with the reason, then a checkpoint (with ``signing_keys``).
+
+        With ``fsync="batch"`` also fsyncs: a task's records are durable and signed when it ends.
+        """
+        self._append({**self._grant_fields("grant_revoked", task), "reason": reason}, sync=self.fsync == "batch",
+                     checkpoint=True)
 
     # -- state and lifetime -------------------------------------------------------------------
     @property
@@ -240,9 +258,22 @@ class DecisionLog:
         return self._seq
 
     @property
-    def head(self) -> str:
-        """The hash of the last record (:data:`agent_guard.audit.GENESIS_HASH` for an empty log)."""
-        return self._prev
+    def head(self) -> LogHead:
+        """Where the log ends now: ``(seq, hash)`` of its last record (``(0, GENESIS_HASH)`` when empty).
+
+        ``str(log.head)`` is ``"SEQ:HASH"``; keep it outside the agent's host (the guard records
+        it on the task span as ``agent_guard.audit.head``) and check a copy of the log with
+        ``agent-guard audit verify FILE --expect-head SEQ:HASH``.
+        """
+        return self._head
+
+    def checkpoint(self) -> None:
+        """Write a signed checkpoint now (nothing when the log has no ``signing_keys`` or no new record)."""
+        with self._lock:
+            if self._fd < 0:
+                raise AuditLogError(f"audit log {self.path!r} is closed")
+            if self.signing_keys is not None and self._seq > self._checkpointed:
+                self._write_checkpoint()
 
     @property
     def closed(self) -> bool:
@@ -254,11 +285,13 @@ class DecisionLog:
         self._sync_to(self._seq)
 
     def close(self) -> None:
-        """Fsync and close the file; later records raise :class:`AuditLogError`. Idempotent."""
+        """Write a final checkpoint (with ``signing_keys``), fsync and close; later records raise. Idempotent."""
         with self._sync_lock, self._lock:
             if self._fd < 0:
                 return
             try:
+                if self.signing_keys is not None and self._seq > self._checkpointed:
+                    self._write_checkpoint()
                 os.fsync(self._fd)
             except OSError as err:
                 raise AuditLogError(f"cannot fsync audit log {self.path!r}: {err.strerror}") from err

@@ -14,7 +14,7 @@ from opentelemetry.trace import Span
 from agent_guard.authorization._models import Decision
 from agent_guard.identity import AgentIdentity
 
-__all__ = ["AuditSink", "TaskRecord"]
+__all__ = ["AuditSink", "MetricsSink", "TaskRecord"]
 
 
 class TaskRecord(Protocol):
@@ -67,3 +67,19 @@ class AuditSink(Protocol):
 
     def grant_revoked(self, task: TaskRecord, reason: str) -> None:
         """Record the revocation of ``task``'s grant and why."""
+
+
+class MetricsSink(Protocol):
+    """Receives every decision, tool duration and grant event as metrics (see ``DecisionMetrics``)."""
+
+    def decision(self, decision: Decision) -> None:
+        """Count one decision by outcome, reason and tool."""
+
+    def tool_duration(self, tool: str, seconds: float, error_type: str | None) -> None:
+        """Record how long an allowed tool call ran."""
+
+    def grant_issued(self, task: TaskRecord) -> None:
+        """Count a grant minted."""
+
+    def grant_revoked(self, task: TaskRecord, reason: str) -> None:
+        """Count a grant revoked, by reason."""

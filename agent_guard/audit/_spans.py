@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, TracerProvider
 
 from agent_guard import semconv as sc
+from agent_guard._version import __version__
 
 if TYPE_CHECKING:
     from agent_guard.audit._record import TaskRecord
@@ -28,7 +28,6 @@ _DENIED_ERROR_TYPE: Final = "agent_guard.ToolCallDenied"
 _FLUSH_TIMEOUT_MS: Final = 5000
 _log = logging.getLogger("agent_guard")
 _MAX_RECORDED: Final = 4096
-_UNKNOWN: Final = object()
 
 
 def _json(value: Any) -> str:
@@ -47,8 +46,6 @@ class SpanEmitter:
     """Creates agent_guard's spans on one tracer."""
 
     def __init__(self, tracer_provider: TracerProvider | None, *, record_arguments: bool) -> None:
-        from agent_guard import __version__
-
         self.tracer = trace.get_tracer("agent_guard", __version__, tracer_provider=tracer_provider)
         self.tracer_provider = tracer_provider
         self.record_arguments = record_arguments
@@ -58,42 +55,35 @@ class SpanEmitter:
         """True once the provider is a real SDK (not the API's proxy or no-op); stays True after that.
 
         Without one, every span the API hands out is non-recording, so the per-call path skips
-        building tool spans altogether. Checked per call until an SDK provider appears, because
-        the global provider may be set after the guard is built.
+        building tool spans altogether. Looked up through the public API when a task starts (and
+        on calls made outside any task), because the global provider may be set after the guard
+        is built; the per-call path reads only the cached answer.
         """
         if self._sdk:
             return True
-        provider: object = self.tracer_provider
-        if provider is None:
-            # The API keeps the global provider in this attribute (None until one is set, and
-            # the proxy tracer follows the same attribute). ``get_tracer_provider()`` costs ~0.6 µs
-            # per call, so it is only the fallback should a later API drop the attribute.
-            provider = getattr(trace, "_TRACER_PROVIDER", _UNKNOWN)
-            if provider is None:
-                return False
-            if provider is _UNKNOWN:
-                provider = trace.get_tracer_provider()
+        provider = self.tracer_provider if self.tracer_provider is not None else trace.get_tracer_provider()
         if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
             return False
         self._sdk = True
         return True
 
     # -- task ---------------------------------------------------------------------------------
-    def start_task(self, task: TaskRecord) -> tuple[Span, object]:
-        """Open ``invoke_agent {agent}`` as the current span; returns the span and a detach token."""
+    def start_task(self, task: TaskRecord) -> Span | None:
+        """Start ``invoke_agent {agent}`` under the current span, without making it current.
+
+        ``None`` without a tracing SDK (nothing would be recorded).
+        """
+        if not self.sdk_present():
+            return None
         attributes = {sc.OPERATION_NAME: "invoke_agent", **task.base_attributes}
-        span = self.tracer.start_span(
+        return self.tracer.start_span(
             sc.invoke_agent_span_name(task.identity.agent_id), kind=SpanKind.INTERNAL, attributes=attributes
         )
-        token = otel_context.attach(trace.set_span_in_context(span))
-        return span, token
 
-    def end_task(self, span: Span, token: object) -> None:
-        """Close a task span opened by :meth:`start_task` (flush separately with :meth:`flush`)."""
-        try:
-            otel_context.detach(token)  # type: ignore[arg-type]
-        finally:
-            span.end()
+    @staticmethod
+    def end_task(span: Span) -> None:
+        """End a task span started by :meth:`start_task` (flush separately with :meth:`flush`)."""
+        span.end()
 
     def flush(self) -> None:
         """Export finished spans now if the provider has ``force_flush`` (called at task end); never raises."""
@@ -109,6 +99,8 @@ class SpanEmitter:
 
     def grant_event(self, task: TaskRecord, name: str, reason: str | None = None) -> None:
         """Record ``agent_guard.grant.issued``/``revoked`` on the task span (or a span of its own)."""
+        if not self._sdk:
+            return
         attributes: dict[str, Any] = {
             **task.base_attributes,
             sc.GRANT_TOOLS: list(task.tools),
@@ -138,7 +130,7 @@ class SpanEmitter:
 
         Without an SDK provider this is the API's invalid span (recording nothing, costing nothing).
         """
-        if not self._sdk and not self.sdk_present():
+        if not self._sdk and (task is not None or not self.sdk_present()):
             return INVALID_SPAN
         attributes: dict[str, Any] = {
             sc.OPERATION_NAME: "execute_tool",
@@ -169,6 +161,12 @@ class SpanEmitter:
         """Record the tool's result on its span (only with ``record_arguments=True``)."""
         if self.record_arguments:
             span.set_attribute(sc.TOOL_CALL_RESULT, _json(result))
+
+    @staticmethod
+    def record_error_type(span: Span, error_type: str) -> None:
+        """Mark an allowed call whose tool failed without raising (e.g. an error message value)."""
+        span.set_attribute(sc.ERROR_TYPE, error_type)
+        span.set_status(Status(StatusCode.ERROR, error_type.rsplit(".", 1)[-1]))
 
     @staticmethod
     def record_tool_error(span: Span, error: BaseException) -> None:

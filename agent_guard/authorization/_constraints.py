@@ -2,25 +2,39 @@
 
 A constraint spec is a JSON object whose keys are operators, all of which must hold::
 
-    {"glob": "*@example.com", "max_len": 200}
+    {"email_domain_in": ["example.com"], "max_len": 200}
 
-A non-object value is a literal and means ``{"eq": value}``. Predicates fail closed: a value of the
-wrong type is a non-match (no coercion), and an operator the compiler does not know makes the whole
-predicate refuse every value.
+A non-object value is a literal and means ``{"eq": value}``. Predicates fail closed: a value that
+is not plain JSON (exact built-in types, within the limits of :mod:`._values`) or of the wrong
+type is a non-match (no coercion; a tuple is not a list), and a spec the compiler cannot read
+makes the whole predicate refuse every value. Every operator runs in time linear in its input.
 """
 
 from __future__ import annotations
 
 import math
-import posixpath
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import urlsplit
 
+from agent_guard.authorization._hosts import canonical_host, compile_email_domain_in, compile_host_in
+from agent_guard.authorization._patterns import MAX_REGEX_LEN, MAX_REGEX_PROGRAM, compile_glob, compile_regex
+from agent_guard.authorization._values import (
+    MAX_LIST_ITEMS,
+    MAX_MATCH_INPUT,
+    SCALAR_TYPES,
+    is_number,
+    is_plain,
+    json_operand,
+    strict_equal,
+)
 from agent_guard.exceptions import ConfigError
 
 __all__ = [
+    "MAX_EACH_DEPTH",
+    "MAX_LIST_ITEMS",
+    "MAX_MATCH_INPUT",
+    "MAX_REGEX_LEN",
+    "MAX_REGEX_PROGRAM",
     "OPERATORS",
     "Constraint",
     "Predicate",
@@ -38,99 +52,110 @@ Predicate = Callable[[Any], bool]
 """A compiled constraint: value -> allowed?"""
 
 OPERATORS: Final = frozenset(
-    {"eq", "in", "prefix", "glob", "regex", "min", "max", "max_len", "host_in", "path_prefix", "each", "any",
-     "optional"}
+    {"eq", "in", "prefix", "glob", "regex", "min", "max", "max_len", "host_in", "email_domain_in",
+     "path_prefix", "each", "any", "optional"}
 )
+MAX_EACH_DEPTH: Final = 8
+"""Deepest nesting of ``each`` inside one constraint."""
 _NON_NARROWING: Final = frozenset({"any", "optional"})
-MAX_REGEX_LEN: Final = 256
-MAX_MATCH_INPUT: Final = 10_000
-_JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 def _fail(field: str, message: str) -> ConfigError:
     return ConfigError(f"{field}: {message}")
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _path_parts(path: str) -> list[str] | None:
+    """Components of an absolute POSIX path without ``.`` and empty ones; ``None`` if it escapes or is odd.
 
-
-def _check_json(value: object, field: str) -> None:
-    if isinstance(value, _JSON_SCALARS):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _fail(field, "NaN and infinity are not JSON values; use a finite number")
-        return
-    if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_json(item, f"{field}[{i}]")
-        return
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise _fail(field, "object keys must be strings")
-            _check_json(item, f"{field}.{key}")
-        return
-    raise _fail(field, f"{type(value).__name__} is not a JSON value; use str, number, bool, null, list or dict")
-
-
-def normalize_constraint(spec: object, field: str = "constraint") -> Constraint:
-    """Validate a constraint spec and return it in normalized form.
-
-    Raises :class:`ConfigError` naming ``field`` and the fix for an unknown operator or an operand
-    of the wrong type.
+    Any ``..`` component is refused rather than resolved: the kernel resolves ``a/..`` through a
+    symlink ``a``, so only a path without ``..`` means the same file lexically and to the tool.
+    A backslash is refused too (a separator to a Windows tool), and so is NUL.
     """
+    if not path.startswith("/") or "\0" in path or "\\" in path:
+        return None
+    parts = [p for p in path.split("/") if p and p != "."]
+    return None if ".." in parts else parts
+
+
+def _host_list(operand: object, where: str, *, emails: bool) -> list[str]:
+    what = "domain names" if emails else "host names"
+    if not isinstance(operand, (list, tuple)) or not operand:
+        raise _fail(where, f"needs a non-empty list of {what}")
+    hosts = [canonical_host(h, where) for h in operand]
+    if emails and any(h.startswith("[") or h.rsplit(".", 1)[-1].isdigit() for h in hosts):
+        raise _fail(where, "needs domain names, not IP addresses")
+    return list(dict.fromkeys(hosts))
+
+
+def _operand(op: str, operand: Any, where: str, each_depth: int) -> Any:
+    """The validated, canonical operand of one operator (ConfigError naming ``where`` otherwise)."""
+    if op == "eq":
+        return json_operand(operand, where)
+    if op == "in":
+        if not isinstance(operand, (list, tuple)) or not operand:
+            raise _fail(where, "needs a non-empty list of values")
+        return json_operand(operand, where)
+    if op in ("host_in", "email_domain_in"):
+        return _host_list(operand, where, emails=op == "email_domain_in")
+    if op in ("prefix", "glob", "regex"):
+        if not isinstance(operand, str):
+            raise _fail(where, "needs a string" if op != "regex" else "needs a string pattern")
+        operand = str.__str__(operand)
+        if op == "glob":
+            compile_glob(operand, where)
+        elif op == "regex":
+            compile_regex(operand, where)
+        return operand
+    if op in ("min", "max"):
+        finite = isinstance(operand, int) or (isinstance(operand, float) and math.isfinite(operand))
+        if isinstance(operand, bool) or not finite:
+            raise _fail(where, "needs a finite number (not bool, NaN or infinity)")
+        return json_operand(operand, where)
+    if op == "max_len":
+        if not isinstance(operand, int) or isinstance(operand, bool) or operand < 0:
+            raise _fail(where, "needs a whole number >= 0")
+        return json_operand(operand, where)
+    if op == "path_prefix":
+        if not isinstance(operand, str) or _path_parts(operand) is None:
+            raise _fail(where, "needs an absolute POSIX path without '..', '\\' or NUL, such as '/srv/data'")
+        return "/" + "/".join(_path_parts(operand) or [])
+    if op == "each":
+        if each_depth >= MAX_EACH_DEPTH:
+            raise _fail(where, f"each is nested deeper than {MAX_EACH_DEPTH} levels; flatten the constraint")
+        return _normalize(operand, where, each_depth + 1)
+    if op == "any":
+        if operand is not True:
+            raise _fail(where, 'must be true ({"any": true}); to refuse an argument, leave it out')
+        return True
+    if not isinstance(operand, bool):  # optional
+        raise _fail(where, "must be true or false")
+    return operand
+
+
+def _normalize(spec: object, field: str, each_depth: int) -> Constraint:
     if not isinstance(spec, Mapping):
-        _check_json(spec, field)
-        return {"eq": list(spec) if isinstance(spec, tuple) else spec}
+        return {"eq": json_operand(spec, field)}
     if not spec:
         raise _fail(field, 'an empty constraint object allows nothing; write {"any": true} to allow any value')
     out: Constraint = {}
     for op, operand in spec.items():
-        where = f"{field}.{op}"
         if op not in OPERATORS:
             known = ", ".join(sorted(OPERATORS))
             raise _fail(field, f"unknown operator {op!r}; use one of: {known}")
-        if op == "eq":
-            _check_json(operand, where)
-        elif op in ("in", "host_in"):
-            if not isinstance(operand, (list, tuple)) or not operand:
-                raise _fail(where, "needs a non-empty list of values")
-            _check_json(operand, where)
-            if op == "host_in" and not all(isinstance(h, str) and h for h in operand):
-                raise _fail(where, "needs a list of host names (strings)")
-            operand = [h.lower() for h in operand] if op == "host_in" else list(operand)
-        elif op in ("prefix", "glob"):
-            if not isinstance(operand, str):
-                raise _fail(where, "needs a string")
-        elif op == "regex":
-            if not isinstance(operand, str):
-                raise _fail(where, "needs a string pattern")
-            if len(operand) > MAX_REGEX_LEN:
-                raise _fail(where, f"pattern is longer than {MAX_REGEX_LEN} characters; simplify it")
-            try:
-                re.compile(operand)
-            except re.error as err:
-                raise _fail(where, f"is not a valid regular expression ({err})") from None
-        elif op in ("min", "max"):
-            if not _is_number(operand):
-                raise _fail(where, "needs a finite number (not bool, NaN or infinity)")
-        elif op == "max_len":
-            if not isinstance(operand, int) or isinstance(operand, bool) or operand < 0:
-                raise _fail(where, "needs a whole number >= 0")
-        elif op == "path_prefix":
-            if not isinstance(operand, str) or not operand.startswith("/") or "\0" in operand:
-                raise _fail(where, "needs an absolute POSIX path such as '/srv/data'")
-        elif op == "each":
-            operand = normalize_constraint(operand, where)
-        elif op == "any":
-            if operand is not True:
-                raise _fail(where, 'must be true ({"any": true}); to refuse an argument, leave it out')
-        elif op == "optional" and not isinstance(operand, bool):
-            raise _fail(where, "must be true or false")
-        out[op] = operand
+        out[str.__str__(op)] = _operand(op, operand, f"{field}.{op}", each_depth)
     if "min" in out and "max" in out and out["min"] > out["max"]:
         raise _fail(field, f"min ({out['min']}) is greater than max ({out['max']}); nothing could match")
     return out
+
+
+def normalize_constraint(spec: object, field: str = "constraint") -> Constraint:
+    """Validate a constraint spec and return it in normalized, canonical form.
+
+    Raises :class:`ConfigError` naming ``field`` and the fix for an unknown operator, an operand
+    of the wrong type, a regex RE2 cannot run, an invalid host, or a spec beyond the limits
+    (``each`` nesting, operand depth, numbers beyond ±2**64).
+    """
+    return _normalize(spec, field, 0)
 
 
 def is_narrowing(spec: Constraint) -> bool:
@@ -143,119 +168,48 @@ def is_optional(spec: Constraint) -> bool:
     return spec.get("optional") is True
 
 
-def _strict_equal(a: object, b: object) -> bool:
-    if type(a) is not type(b):
-        if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-            pass
-        else:
-            return False
-    if isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple))
-        return len(a) == len(b) and all(_strict_equal(x, y) for x, y in zip(a, b, strict=False))
-    if isinstance(a, dict):
-        assert isinstance(b, dict)
-        return a.keys() == b.keys() and all(_strict_equal(a[k], b[k]) for k in a)
-    return a == b
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    parts: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern) and pattern[i + 1] == "*":
-            parts.append(re.escape("*"))
-            i += 2
-            continue
-        parts.append(".*" if ch == "*" else re.escape(ch))
-        i += 1
-    return re.compile("".join(parts), re.DOTALL)
-
-
 def _eq(expected: Any) -> Predicate:
-    if isinstance(expected, str):
+    if type(expected) is str:
         return lambda v: type(v) is str and v == expected
-    return lambda v: _strict_equal(v, expected)
+    return lambda v: strict_equal(v, expected)
 
 
 def _in(choices: Sequence[Any]) -> Predicate:
-    if all(isinstance(c, str) for c in choices):
-        allowed = frozenset(choices)
-        return lambda v: type(v) is str and v in allowed
-    return lambda v: any(_strict_equal(v, c) for c in choices)
+    if all(type(c) in SCALAR_TYPES for c in choices):
+        allowed = frozenset((type(c), c) for c in choices)
+        return lambda v: type(v) in SCALAR_TYPES and (type(v), v) in allowed
+    return lambda v: any(strict_equal(v, c) for c in choices)
 
 
-def _host_in(hosts: Sequence[str]) -> Predicate:
-    allowed = frozenset(hosts)
+def _path_prefix(prefix: str) -> Predicate:
+    root = _path_parts(prefix) or []
+    size = len(root)
 
     def check(v: Any) -> bool:
         if type(v) is not str or len(v) > MAX_MATCH_INPUT:
             return False
-        try:
-            parts = urlsplit(v)
-            host = parts.hostname
-            parts.port  # noqa: B018 - raises ValueError on a malformed port
-        except ValueError:
-            return False
-        return parts.scheme == "https" and host is not None and host in allowed
+        parts = _path_parts(v)
+        return parts is not None and parts[:size] == root
 
     return check
-
-
-def _path_prefix(prefix: str) -> Predicate:
-    root = posixpath.normpath(prefix)
-    boundary = root if root.endswith("/") else root + "/"
-
-    def check(v: Any) -> bool:
-        if type(v) is not str or "\0" in v or not v.startswith("/") or len(v) > MAX_MATCH_INPUT:
-            return False
-        path = posixpath.normpath(v)
-        return path == root or path.startswith(boundary)
-
-    return check
-
-
-def _regex(pattern: str) -> Predicate:
-    compiled = re.compile(pattern)
-    return lambda v: type(v) is str and len(v) <= MAX_MATCH_INPUT and compiled.fullmatch(v) is not None
-
-
-def _glob(pattern: str) -> Predicate:
-    compiled = _glob_regex(pattern)
-    return lambda v: type(v) is str and len(v) <= MAX_MATCH_INPUT and compiled.fullmatch(v) is not None
-
-
-def _min(bound: float) -> Predicate:
-    return lambda v: _is_number(v) and v >= bound
-
-
-def _max(bound: float) -> Predicate:
-    return lambda v: _is_number(v) and v <= bound
-
-
-def _max_len(limit: int) -> Predicate:
-    return lambda v: isinstance(v, (str, list, tuple)) and len(v) <= limit
-
-
-def _prefix(prefix: str) -> Predicate:
-    return lambda v: type(v) is str and v.startswith(prefix)
 
 
 def _each(spec: Any) -> Predicate:
-    inner = compile_constraint(spec)
-    return lambda v: isinstance(v, (list, tuple)) and all(inner(item) for item in v)
+    inner = _compile(spec)
+    return lambda v: type(v) is list and len(v) <= MAX_LIST_ITEMS and all(inner(item) for item in v)
 
 
 _COMPILERS: Final[dict[str, Callable[[Any], Predicate]]] = {
     "eq": _eq,
     "in": _in,
-    "prefix": _prefix,
-    "glob": _glob,
-    "regex": _regex,
-    "min": _min,
-    "max": _max,
-    "max_len": _max_len,
-    "host_in": _host_in,
+    "prefix": lambda p: lambda v: type(v) is str and v.startswith(p),
+    "glob": lambda p: compile_glob(p, "glob"),
+    "regex": lambda p: compile_regex(p, "regex"),
+    "min": lambda bound: lambda v: is_number(v) and v >= bound,
+    "max": lambda bound: lambda v: is_number(v) and v <= bound,
+    "max_len": lambda limit: lambda v: (type(v) is str or type(v) is list) and len(v) <= limit,
+    "host_in": compile_host_in,
+    "email_domain_in": compile_email_domain_in,
     "path_prefix": _path_prefix,
     "each": _each,
 }
@@ -281,52 +235,60 @@ def _all_of(predicates: Sequence[Predicate]) -> Predicate:
     return lambda v: all(p(v) for p in preds)
 
 
+def _compile(spec: Any) -> Predicate:
+    """Compile an already normalized spec (no plain-JSON check of the value: the caller does it once)."""
+    return _all_of([_COMPILERS[op](operand) for op, operand in spec.items() if op not in _NON_NARROWING])
+
+
+def _plain_and(check: Predicate) -> Predicate:
+    def guarded(v: Any) -> bool:
+        return is_plain(v) and check(v)
+
+    return guarded
+
+
 def compile_constraint(spec: Any) -> Predicate:
     """Compile one constraint spec into a predicate.
 
     Fails closed: a spec that is not a valid constraint (unknown operator, wrong operand type)
-    compiles to a predicate that refuses every value.
+    compiles to a predicate that refuses every value, and a value that is not plain JSON is
+    refused by every narrowing spec.
     """
     try:
         spec = normalize_constraint(spec)
-    except ConfigError:
+    except (ConfigError, RecursionError):
         return _deny
-    predicates: list[Predicate] = []
-    for op, operand in spec.items():
-        if op in _NON_NARROWING:
-            continue
-        predicates.append(_COMPILERS[op](operand))
-    return _all_of(predicates)
+    return _plain_and(_compile(spec)) if is_narrowing(spec) else _allow
 
 
 _UNPINNED: Final = object()
 
 
-def _pinned_scalar(spec: Any) -> Any:
-    """The scalar a spec pins with ``eq`` (a bare literal means ``eq``), else ``_UNPINNED``."""
-    value = spec.get("eq", _UNPINNED) if isinstance(spec, Mapping) else spec
-    return value if isinstance(value, _JSON_SCALARS) else _UNPINNED
+def _pinned_scalar(spec: Constraint) -> Any:
+    """The scalar a normalized spec pins with ``eq``, else ``_UNPINNED``."""
+    value = spec.get("eq", _UNPINNED)
+    return value if type(value) in SCALAR_TYPES else _UNPINNED
 
 
 def compile_conjunction(specs: Sequence[Any]) -> Predicate | None:
     """Compile the AND of several specs; ``None`` when none of them narrows (no check needed).
 
     When one spec pins a scalar literal (``eq``), the others are evaluated on that literal now:
-    a value strictly equal to it (same type) gets the same verdict from every predicate, so the
-    conjunction is the equality check alone, or refuses everything.
+    a value strictly equal to it (same exact type) gets the same verdict from every predicate, so
+    the conjunction is the equality check alone, or refuses everything.
     """
     predicates: list[Predicate] = []
     literal: Any = _UNPINNED
-    for spec in specs:
-        if isinstance(spec, Mapping) and spec and all(op in _NON_NARROWING for op in spec):
-            try:
-                normalize_constraint(spec)
-            except ConfigError:
-                return _deny
+    for raw in specs:
+        try:
+            spec = normalize_constraint(raw)
+        except (ConfigError, RecursionError):
+            return _deny
+        if not is_narrowing(spec):
             continue
-        predicates.append(compile_constraint(spec))
+        predicates.append(_compile(spec))
         if literal is _UNPINNED:
             literal = _pinned_scalar(spec)
     if literal is not _UNPINNED:
         return _eq(literal) if all(p(literal) for p in predicates) else _deny
-    return _all_of(predicates) if predicates else None
+    return _plain_and(_all_of(predicates)) if predicates else None

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import jwt
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from agent_guard import reasons
 from agent_guard._frozen import Frozen
@@ -59,32 +59,36 @@ class _Claims(Frozen):
 class Actor(_Claims):
     """RFC 8693 ``act``: the acting agent (nested ``act`` for a chain of sub-agents)."""
 
-    sub: str = Field(min_length=1)
+    sub: StrictStr = Field(min_length=1)
     act: Actor | None = None
 
 
 class TaskContextClaim(_Claims):
     """``tctx``: immutable context of the run the grant belongs to."""
 
-    plan_hash: str = Field(min_length=1)
-    policy_hash: str = Field(min_length=1)
-    steps: int = Field(ge=1)
-    ordered: bool = False
-    tenant: str | None = None
+    plan_hash: StrictStr = Field(min_length=1)
+    policy_hash: StrictStr = Field(min_length=1)
+    steps: StrictInt = Field(ge=1)
+    ordered: StrictBool = False
+    tenant: StrictStr | None = None
 
 
 class GrantClaims(_Claims):
-    """The verified claims of a grant (frozen). ``model_dump()`` gives the plain dict."""
+    """The verified claims of a grant (frozen). ``model_dump()`` gives the plain dict.
 
-    iss: str
-    sub: str
-    aud: str
-    iat: int
-    nbf: int
-    exp: int
-    jti: str = Field(min_length=16)
+    Every registered claim has the JSON type RFC 7519 gives it, with no coercion: ``exp``, ``iat``
+    and ``nbf`` are JSON integers (a string ``"1700000000"`` is refused), names are strings.
+    """
+
+    iss: StrictStr
+    sub: StrictStr
+    aud: StrictStr
+    iat: StrictInt
+    nbf: StrictInt
+    exp: StrictInt
+    jti: StrictStr = Field(min_length=16)
     act: Actor
-    txn: str = Field(min_length=1)
+    txn: StrictStr = Field(min_length=1)
     tctx: TaskContextClaim
     authorization_details: tuple[dict[str, Any], ...] = Field(min_length=1)
 
@@ -120,7 +124,11 @@ def mint_grant(
     audience: str = DEFAULT_AUDIENCE,
     task_id: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Sign a grant for ``scope``. Returns ``(token, claims)``; the caller verifies before use."""
+    """Sign a grant for ``scope``. Returns ``(token, claims)``; the caller verifies before use.
+
+    Raises :class:`ConfigError` when the token would exceed :data:`MAX_TOKEN_BYTES` (no verifier
+    would accept it).
+    """
     if not 1 <= ttl_s <= MAX_TTL_S:
         raise ConfigError(f"ttl_s: {ttl_s} is outside 1..{MAX_TTL_S} seconds")
     key = keys.current
@@ -146,6 +154,12 @@ def mint_grant(
     if identity.tenant is not None:
         claims["tctx"]["tenant"] = identity.tenant
     token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"typ": GRANT_TYP, "kid": key.kid})
+    if len(token) > MAX_TOKEN_BYTES:
+        raise ConfigError(
+            f"plan: the grant for this plan would be {len(token):,} bytes, above the {MAX_TOKEN_BYTES:,}-byte "
+            f"limit every verifier enforces ({len(scope.steps):,} steps); split the plan into smaller tasks "
+            "or shorten its literal values"
+        )
     return token, claims
 
 
@@ -156,6 +170,8 @@ def _peek_kid(token: str) -> str:
         header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
     except (ValueError, UnicodeDecodeError):
         raise GrantError("the token header is not valid JSON") from None
+    except RecursionError:
+        raise GrantError("the token header is nested too deeply") from None
     kid = header.get("kid") if isinstance(header, dict) else None
     if not isinstance(kid, str) or not kid:
         raise GrantError("the token header has no kid")
@@ -193,6 +209,8 @@ def verify_grant(
         )
     except jwt.PyJWTError as err:
         raise GrantError(f"verification failed ({type(err).__name__})") from None
+    except RecursionError:
+        raise GrantError("the token is nested too deeply") from None
     header = decoded["header"]
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYP:
@@ -201,7 +219,7 @@ def verify_grant(
         raise GrantError("the token header carries a key reference (jku/x5u/jwk/x5c), which is refused")
     try:
         claims = GrantClaims.model_validate(decoded["payload"])
-    except ConfigError:
+    except (ConfigError, RecursionError):
         raise GrantError("the grant's claims are malformed") from None
     now = (clock or time.time)()
     if claims.iat > now + leeway_s or claims.nbf > now + leeway_s:

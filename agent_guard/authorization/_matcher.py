@@ -8,6 +8,7 @@ from typing import Any
 from agent_guard import reasons
 from agent_guard.authorization._constraints import Predicate, compile_conjunction
 from agent_guard.authorization._scope import ScopedStep, TaskScope
+from agent_guard.authorization._values import SCALAR_TYPES
 
 __all__ = ["CompiledScope", "CompiledStep", "Match"]
 
@@ -26,7 +27,7 @@ class CompiledStep:
         self.literals = {
             name: (type(specs[0]["eq"]), specs[0]["eq"])
             for name, specs in step.args.items()
-            if specs and specs[0].keys() == {"eq"} and isinstance(specs[0]["eq"], _SCALARS)
+            if specs and specs[0].keys() == {"eq"} and type(specs[0]["eq"]) in SCALAR_TYPES
         }
         """Arguments the step pins to one scalar literal: name -> (type, value)."""
         checks: list[tuple[str, Predicate]] = []
@@ -50,7 +51,8 @@ class Match:
         self.argument = argument
 
 
-_SCALARS = (str, int, float, bool, type(None))
+_NOT_A_DICT = Match((), reasons.ARGUMENT_MISMATCH, None)
+_BAD_NAME = Match((), reasons.ARGUMENT_NOT_ALLOWED, None)
 _INDEX_FROM = 4
 """A tool with more steps than this gets a literal index, so matching cost stays flat in plan size."""
 
@@ -84,15 +86,25 @@ class CompiledScope:
         }
 
     def match(self, tool: str, args: Mapping[str, Any]) -> Match:
-        """Steps (plan order) whose tool and constraints accept this call."""
-        steps = self.by_tool.get(tool)
+        """Steps (plan order) whose tool and constraints accept this call.
+
+        Never raises and runs no code of the arguments': ``args`` must be an exact ``dict``
+        (else ``argument_mismatch``) whose names are exact ``str`` (else ``argument_not_allowed``);
+        a value that is not plain JSON under a narrowed argument is an ``argument_mismatch``.
+        """
+        if type(args) is not dict:
+            return _NOT_A_DICT
+        for name in args:
+            if type(name) is not str:
+                return _BAD_NAME
+        steps = self.by_tool.get(tool) if type(tool) is str else None
         if steps is None:
             return Match([], reasons.TOOL_NOT_IN_SCOPE, None)
         indexed = self.indexes.get(tool)
         if indexed is not None:
             name, index = indexed
             value = args.get(name)
-            bucket = index.get((type(value), value)) if isinstance(value, _SCALARS) else None
+            bucket = index.get((type(value), value)) if type(value) in SCALAR_TYPES else None
             if bucket is not None:
                 found = self._scan(bucket, args)
                 if found.reason is None:
@@ -112,14 +124,14 @@ class CompiledScope:
                 if argument is None:
                     argument = next(name for name in args if name not in step.allowed)
                 continue
-            if not step.required <= names:
-                reason, argument = reasons.ARGUMENT_MISMATCH, next(n for n in step.required if n not in args)
-                continue
             for name, check in step.checks:
                 if name in args and not check(args[name]):
                     reason, argument = reasons.ARGUMENT_MISMATCH, name
                     break
             else:
+                if not step.required <= names:
+                    reason, argument = reasons.ARGUMENT_MISMATCH, next(n for n in step.required if n not in args)
+                    continue
                 if first is None:
                     first = step
                 elif more is None:

@@ -9,22 +9,28 @@ naming the offending field.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from agent_guard._decision import Decision
 from agent_guard._frozen import Frozen, canonical_hash
 from agent_guard.authorization._constraints import Constraint, normalize_constraint
 from agent_guard.exceptions import ConfigError, MissingDependencyError
 from agent_guard.identity import AgentIdentity
 
-__all__ = ["AgentIdentity", "Capability", "Decision", "Plan", "Policy", "Step", "canonical_hash"]
+__all__ = [
+    "MAX_PLAN_STEPS", "MAX_TTL_S", "AgentIdentity", "Capability", "Decision", "Plan", "Policy", "Step",
+    "canonical_hash",
+]
 
 MAX_TTL_S = 900
 """Hard cap on a grant's lifetime, whatever the policy says."""
+MAX_PLAN_STEPS = 1_000
+"""Most steps in one plan (a grant carries one entry per step); split a bigger task into several plans."""
 
 
 def _normalize_args(value: Any) -> dict[str, Constraint]:
@@ -37,9 +43,11 @@ def _normalize_args(value: Any) -> dict[str, Constraint]:
         if not isinstance(name, str) or not name:
             raise ValueError("argument names must be non-empty strings")
         try:
-            out[name] = normalize_constraint(spec, name)
+            out[str.__str__(name)] = normalize_constraint(spec, name)
         except ConfigError as err:
             raise ValueError(str(err)) from None
+        except RecursionError:
+            raise ValueError(f"{name}: the constraint is nested too deeply; flatten it") from None
     return out
 
 
@@ -50,7 +58,7 @@ ArgSpecs = Annotated[dict[str, Constraint], BeforeValidator(_normalize_args)]
 class Capability(Frozen):
     """The most an agent may ever do with one tool: argument constraints and flags.
 
-    ``Capability("send_email", args={"to": {"glob": "*@example.com"}})``. ``args`` lists every
+    ``Capability("send_email", args={"to": {"email_domain_in": ["example.com"]}})``. ``args`` lists every
     argument the agent may ever pass; a plan step may only list arguments named here.
     """
 
@@ -115,11 +123,15 @@ class Policy(Frozen):
                 data = yaml.safe_load(text)
             except yaml.YAMLError as err:
                 raise ConfigError(f"policy file {str(p)!r} is not valid YAML: {err}") from None
+            except RecursionError:
+                raise ConfigError(f"policy file {str(p)!r} is nested too deeply to read; flatten it") from None
         elif p.suffix.lower() == ".json":
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as err:
                 raise ConfigError(f"policy file {str(p)!r} is not valid JSON: {err}") from None
+            except RecursionError:
+                raise ConfigError(f"policy file {str(p)!r} is nested too deeply to read; flatten it") from None
         else:
             raise ConfigError(f"policy file {str(p)!r}: use a .json, .yaml or .yml file")
         return cls.model_validate(data)
@@ -156,6 +168,17 @@ class Plan(Frozen):
     steps: tuple[Step, ...] = Field(min_length=1)
     ordered: bool = False
 
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _at_most_max_steps(cls, steps: Any) -> Any:
+        """Refuse an oversized plan before validating its steps (a million steps would take seconds)."""
+        if isinstance(steps, Sized) and len(steps) > MAX_PLAN_STEPS:
+            raise ValueError(
+                f"the plan has {len(steps):,} steps, above the limit of {MAX_PLAN_STEPS:,}; "
+                "split the task into several plans (one grant each)"
+            )
+        return steps
+
     @cached_property
     def plan_hash(self) -> str:
         """Canonical hash of the plan, recorded in every grant's ``tctx``."""
@@ -165,24 +188,3 @@ class Plan(Frozen):
     def tools(self) -> tuple[str, ...]:
         """The distinct tools the plan uses, in first-use order."""
         return tuple(dict.fromkeys(s.tool for s in self.steps))
-
-
-class Decision(Frozen):
-    """The outcome of one authorization check.
-
-    ``allowed`` is the verdict; ``reason`` is a stable code (``None`` when allowed); ``message`` is
-    one sentence safe to show a model (it never echoes argument values or tokens).
-    """
-
-    allowed: bool
-    tool: str
-    reason: str | None = None
-    message: str = ""
-    step: int | None = None
-    grant_id: str | None = None
-    task_id: str | None = None
-    argument: str | None = None
-    allowed_tools: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return self.allowed

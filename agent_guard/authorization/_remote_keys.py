@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from agent_guard._redact import redact_url
 from agent_guard.authorization._keys import Algorithm, KeySet, SigningKey
 from agent_guard.exceptions import ConfigError, GrantError
 
@@ -70,7 +71,7 @@ class RemoteKeySet(KeySet):
         """Why the last fetch failed (``None`` after a success)."""
 
     def __repr__(self) -> str:
-        return f"RemoteKeySet({self.url!r}, kids={list(self.kids)!r})"
+        return f"RemoteKeySet({redact_url(self.url)!r}, kids={list(self.kids)!r})"
 
     # -- lookups ----------------------------------------------------------------------------
     def get(self, kid: str) -> SigningKey | None:
@@ -104,7 +105,7 @@ class RemoteKeySet(KeySet):
         try:
             fresh = KeySet.from_jwks(self._fetch())
         except (OSError, ValueError, ConfigError) as err:
-            self.last_error = f"{type(err).__name__}: {err}"[:200]
+            self.last_error = f"{type(err).__name__}: {err}".replace(self.url, redact_url(self.url))[:200]
             return False
         with self._lock:
             self._keys = {kid: key for kid in fresh.kids if (key := fresh.get(kid)) is not None}

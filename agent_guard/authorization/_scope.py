@@ -165,10 +165,27 @@ def _check_step_args(index: int, tool: str, args: Mapping[str, Constraint], cap:
     return violations
 
 
+def _permits_absence(spec: Constraint) -> bool:
+    return is_optional(spec) or not is_narrowing(spec)
+
+
+def _may_be_absent(step_spec: Constraint, ceiling: Constraint) -> bool:
+    """An argument may be left out only when the step AND the ceiling each allow its absence.
+
+    A spec allows absence when it marks the argument ``optional`` or does not narrow it. So a
+    ceiling ``{"max": 100}`` makes ``amount`` required even under a step ``{"any": true}`` (the
+    tool's own default is a value the ceiling never saw), and a step's ``optional`` cannot relax
+    a ceiling that narrows without ``optional``.
+    """
+    return _permits_absence(step_spec) and _permits_absence(ceiling)
+
+
 def derive_scope(plan: Plan, policy: Policy) -> TaskScope:
     """Intersect ``plan`` with the ``policy`` ceiling.
 
-    Each step's effective constraint per argument is the step's AND the ceiling's. A step whose
+    Each step's effective constraint per argument is the step's AND the ceiling's, and so is
+    whether it may be absent: an argument is required unless both the step and the ceiling allow
+    its absence (each either marks it ``optional`` or does not narrow it). A step whose
     tool or argument the ceiling does not allow, or whose literal value the ceiling refuses,
     rejects the whole plan: :class:`PlanRejected` lists every violation. Approval is not asked
     here; steps on capabilities with ``requires_approval`` are flagged for the guard.
@@ -194,7 +211,7 @@ def derive_scope(plan: Plan, policy: Policy) -> TaskScope:
             for name, spec in step.args.items()
             if name in cap.args
         }
-        required = tuple(n for n, spec in step.args.items() if is_narrowing(spec) and not is_optional(spec))
+        required = tuple(n for n, spec in step.args.items() if not _may_be_absent(spec, cap.args.get(n, {})))
         steps.append(
             ScopedStep(index=index, tool=step.tool, args=args, required=required, max_calls=step.max_calls,
                        requires_approval=cap.requires_approval)

@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import agent_guard
+from agent_guard._version import __version__
 from agent_guard.cli import _audit, _demo, _inspect, _keys, _serve_jwks
 from agent_guard.exceptions import AgentGuardError
 
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="agent-guard", description="Task-scoped, expiring authorization for AI agents' tool calls."
     )
-    parser.add_argument("--version", action="version", version=f"agent-guard {agent_guard.__version__}")
+    parser.add_argument("--version", action="version", version=f"agent-guard {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in _SUBCOMMANDS:
         command.register(sub)

@@ -1,12 +1,22 @@
-"""``agent-guard demo``: a support agent's task, end to end, with its audit trail."""
+"""``agent-guard demo``: a support agent's task, end to end, with its audit trail.
+
+Runs from a plain ``pip install agent-guard`` (no OpenTelemetry SDK): the audit trail it prints is
+read back from a signed decision log written to a temporary directory.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
+from agent_guard._text import printable
+from agent_guard.audit._chain import read_log, verify_log
+from agent_guard.audit._log import DecisionLog
+from agent_guard.authorization._keys import KeySet
 from agent_guard.authorization._models import AgentIdentity, Capability, Plan, Policy, Step
 from agent_guard.cli._explain import explain_claims, unverified_parts
 from agent_guard.exceptions import ToolCallDenied
@@ -45,11 +55,10 @@ def _tools() -> dict[str, Callable[..., Any]]:
 
 
 def run_demo(out: TextIO) -> int:
-    """Run the scenario, writing the story to ``out``. Returns 0."""
-    from agent_guard.testing import SpanCapture
+    """Run the scenario, writing the story to ``out``. Returns 0. Needs no OpenTelemetry SDK."""
 
     def say(text: str = "") -> None:
-        print(text, file=out)
+        print(printable(text), file=out)  # tool names and results are untrusted text
 
     def head(text: str) -> None:
         say()
@@ -66,8 +75,10 @@ def run_demo(out: TextIO) -> int:
             Capability("delete_account", args={"customer_id": {"regex": r"C-\d+"}}, requires_approval=True),
         ],
     )
-    capture = SpanCapture()
-    guard = Guard(policy, tracer_provider=capture.provider)
+    workdir = tempfile.TemporaryDirectory(prefix="agent-guard-demo-")
+    keys = KeySet.generate()
+    log = DecisionLog(Path(workdir.name) / "audit.jsonl", signing_keys=keys)
+    guard = Guard(policy, keys=keys, decision_log=log)
     tools = {name: guard.wrap(fn) for name, fn in _tools().items()}
     me = AgentIdentity(agent_id="support-bot", user_id="u-1001")
 
@@ -94,7 +105,8 @@ def run_demo(out: TextIO) -> int:
         try:
             result = tools[name](**kwargs)
         except ToolCallDenied as denied:
-            say(f"  DENY  {name}({shown})\n        -> {denied.decision.message}")
+            say(f"  DENY  {name}({shown})")
+            say(f"        -> {denied.decision.message}")
             return None
         say(f"  ALLOW {name}({shown})")
         return result
@@ -128,15 +140,22 @@ def run_demo(out: TextIO) -> int:
     say("  after the task: outside any task every call is refused")
     call("crm_lookup", customer_id="C-42")
 
-    head("8. The audit trail (one OpenTelemetry span per decision)")
-    for line in capture.table(["tool", "outcome", "reason", "step", "task"]).splitlines():
+    head("8. The audit trail (the decision log: hash-chained, signed checkpoints)")
+    log.close()  # writes a final signed checkpoint
+    records = list(read_log(log.path))
+    columns = ["tool", "outcome", "reason", "step", "task"]
+    rows = [{c: "" if r.get(c) is None else r[c] for c in columns} for r in records if r["event"] == "decision"]
+    for line in format_table(rows, columns).splitlines():
         say(f"  {line}")
-    events = [
-        (e.name.rsplit(".", 1)[-1], dict(e.attributes or {}).get("agent_guard.grant.revocation.reason", ""))
-        for s in capture.named("invoke_agent")
-        for e in s.events
-    ]
+    events = [{"grant event": r["event"].removeprefix("grant_"), "reason": r.get("reason") or ""}
+              for r in records if r["event"] in ("grant_issued", "grant_revoked")]
     say()
-    say(format_table([{"grant event": n, "reason": r} for n, r in events]).replace("\n", "\n  ").join(["  ", ""]))
-    capture.shutdown()
+    for line in format_table(events).splitlines():
+        say(f"  {line}")
+    result = verify_log(log.path, jwks=keys.jwks(), require_final_checkpoint=True)
+    say()
+    say(f"  agent-guard audit verify audit.jsonl --jwks jwks.json: {'OK' if result.ok else 'FAILED'}, "
+        f"{result.records} records, {result.checkpoints} signed checkpoint(s) (head {result.records}:"
+        f"{result.head[:16]}...)")
+    workdir.cleanup()
     return 0

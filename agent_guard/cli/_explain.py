@@ -7,6 +7,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any
 
+from agent_guard._text import printable
+
 __all__ = ["explain_claims", "explain_constraints", "unverified_parts"]
 
 
@@ -48,7 +50,11 @@ def explain_constraints(specs: list[dict[str, Any]]) -> str:
 
 
 def explain_claims(header: dict[str, Any], claims: dict[str, Any]) -> list[str]:
-    """Lines that explain a grant's header and claims to a person."""
+    """Lines that explain a grant's header and claims to a person, safe to print.
+
+    The claims may come from an unverified token, so every line goes through
+    :func:`agent_guard._text.printable` (no control character reaches the terminal).
+    """
     lines = [
         f"header     alg={header.get('alg')} typ={header.get('typ')} kid={header.get('kid')}",
         f"issuer     {claims.get('iss')}  ->  audience {claims.get('aud')}",
@@ -70,4 +76,4 @@ def explain_claims(header: dict[str, Any], claims: dict[str, Any]) -> list[str]:
             lines.append(f"      {name}: {explain_constraints(specs)}")
         if not entry.get("args"):
             lines.append("      (no arguments allowed)")
-    return lines
+    return [printable(line) for line in lines]

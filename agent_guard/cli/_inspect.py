@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from agent_guard._text import printable
 from agent_guard.authorization._grant import DEFAULT_AUDIENCE, DEFAULT_ISSUER, verify_grant
 from agent_guard.cli._explain import explain_claims, unverified_parts
 from agent_guard.exceptions import ConfigError, GrantError
@@ -25,12 +26,15 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the explanation; exit 1 when verification was asked for and failed."""
+    """Print the explanation; exit 1 when verification was asked for and failed.
+
+    Every printed line is escaped (:func:`agent_guard._text.printable`): the token is untrusted input.
+    """
     token = sys.stdin.read().strip() if args.token == "-" else args.token.strip()
     try:
         header, claims = unverified_parts(token)
     except ValueError as err:
-        print(f"agent-guard: error: token: {err}", file=sys.stderr)
+        print(f"agent-guard: error: token: {printable(err)}", file=sys.stderr)
         return 2
     if args.jwks is None:
         print("signature  NOT VERIFIED (pass --jwks FILE to verify); the lines below are unverified")
@@ -45,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             print("signature  VERIFIED: signature, typ, iss, aud, lifetime and required claims all check out")
             status = 0
         except GrantError as err:
-            print(f"signature  REJECTED ({err.reason}): {err.detail}; the lines below are unverified")
+            print(f"signature  REJECTED ({printable(err.reason)}): {printable(err.detail)}; "
+                  "the lines below are unverified")
             status = 1
     for line in explain_claims(header, claims):
         print(line)

@@ -1,51 +1,53 @@
-"""The policy enforcement point: tasks (mint, attach, revoke) and per-call decisions."""
+"""The policy enforcement point: the task lifecycle (open, use, close, resume) and per-call decisions."""
 
 from __future__ import annotations
 
-import functools
-import inspect
+import asyncio
 import logging
+import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar, cast, overload
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar, overload
 
 from opentelemetry.trace import TracerProvider
 
 from agent_guard import reasons
-from agent_guard import semconv as sc
-from agent_guard.audit._record import AuditSink
+from agent_guard.audit._record import AuditSink, MetricsSink
 from agent_guard.audit._spans import SpanEmitter
 from agent_guard.authorization._approval import Approver, acheck_approvals, check_approvals
 from agent_guard.authorization._grant import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     MAX_LEEWAY_S,
+    Actor,
     GrantClaims,
+    TaskContextClaim,
     mint_grant,
     verify_grant,
 )
 from agent_guard.authorization._keys import KeySet
-from agent_guard.authorization._models import MAX_TTL_S, AgentIdentity, Decision, Plan, Policy
+from agent_guard.authorization._matcher import CompiledScope
+from agent_guard.authorization._models import MAX_TTL_S, Decision, Plan, Policy
 from agent_guard.authorization._scope import TaskScope, derive_scope
-from agent_guard.exceptions import ConfigError
-from agent_guard.execution._context import CURRENT_TASK
-from agent_guard.execution._task import Task, TaskContext, ToolCall
-from agent_guard.stores._base import GrantStore, InMemoryGrantStore
+from agent_guard.exceptions import ConfigError, GrantError
+from agent_guard.execution._call import ToolCall
+from agent_guard.execution._context import CURRENT_TASK, use_task
+from agent_guard.execution._decide import deny, precheck, settle
+from agent_guard.execution._lifecycle import TaskContext
+from agent_guard.execution._task import Task, TaskEvents
+from agent_guard.execution._wrap import wrap_callable
+from agent_guard.identity import AgentIdentity
+from agent_guard.stores._base import GrantStore
+from agent_guard.stores._memory import InMemoryGrantStore
 
-__all__ = ["Guard"]
+__all__ = ["DEFAULT_TTL_S", "Guard"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _log = logging.getLogger("agent_guard")
-DEFAULT_TTL_S = 300
-
-
-def _deny_message(tool: str, reason: str, argument: str | None, allowed_tools: tuple[str, ...]) -> str:
-    what = f"argument {argument!r} of " if argument else ""
-    allows = ", ".join(allowed_tools) if allowed_tools else "no tools"
-    return (
-        f"agent_guard refused {what}the call to {tool!r} ({reason}): {reasons.describe(reason)}; "
-        f"the current plan allows: {allows}."
-    )
+DEFAULT_TTL_S: Final = 300
+_SCOPE_CACHE: Final = 256
+"""Compiled scopes kept per guard, by (plan hash, policy hash): tasks of the same plan share one."""
 
 
 class Guard:
@@ -53,7 +55,9 @@ class Guard:
 
     ``Guard(policy)`` uses embedded defaults: a fresh Ed25519 key set and an in-memory store.
     Pass ``keys=``/``jwks=`` and ``store=`` to share grants across processes; a guard built with
-    only ``jwks=`` (public keys) verifies and enforces but cannot mint.
+    only ``jwks=`` (public keys) verifies and enforces but cannot mint. A guard that has a policy
+    resumes only grants minted for that policy's agent and that exact policy, unless built with
+    ``accept_foreign_grants=True``.
     """
 
     def __init__(
@@ -66,17 +70,23 @@ class Guard:
         store: GrantStore | None = None,
         approver: Approver | None = None,
         decision_log: AuditSink | None = None,
+        metrics: MetricsSink | None = None,
         issuer: str = DEFAULT_ISSUER,
         audience: str = DEFAULT_AUDIENCE,
         default_ttl_s: int = DEFAULT_TTL_S,
         leeway_s: float = 0,
         record_arguments: bool = False,
+        accept_foreign_grants: bool = False,
         clock: Callable[[], float] | None = None,
     ) -> None:
         if policy is not None and not isinstance(policy, Policy):
             raise ConfigError("policy: expected an agent_guard.Policy (use Policy.model_validate(dict) for a dict)")
         if keys is not None and jwks is not None:
             raise ConfigError("keys/jwks: pass one of them (a KeySet to mint, or a JWKS to verify only)")
+        if keys is not None and not isinstance(keys, KeySet):
+            raise ConfigError("keys: expected an agent_guard.KeySet (KeySet.generate(), or jwks= for a JWKS)")
+        if store is not None and not isinstance(store, GrantStore):
+            raise ConfigError("store: expected a GrantStore (InMemoryGrantStore or agent_guard.stores.RedisGrantStore)")
         if not 0 <= leeway_s <= MAX_LEEWAY_S:
             raise ConfigError(f"leeway_s: {leeway_s} is outside 0..{MAX_LEEWAY_S} seconds")
         if not 1 <= default_ttl_s <= MAX_TTL_S:
@@ -87,12 +97,17 @@ class Guard:
         self.store = store if store is not None else InMemoryGrantStore(clock=self.clock)
         self.approver = approver
         self.decision_log = decision_log
+        self.metrics = metrics
         self.issuer = issuer
         self.audience = audience
         self.default_ttl_s = default_ttl_s
         self.leeway_s = leeway_s
         self.record_arguments = record_arguments
+        self.accept_foreign_grants = accept_foreign_grants
         self._spans = SpanEmitter(tracer_provider, record_arguments=record_arguments)
+        self._events = TaskEvents(self._spans, decision_log, metrics)
+        self._scopes: OrderedDict[tuple[str, str], tuple[TaskScope, CompiledScope]] = OrderedDict()
+        self._scopes_lock = threading.Lock()
 
     # -- keys and verification ----------------------------------------------------------------
     def jwks(self) -> dict[str, Any]:
@@ -107,194 +122,252 @@ class Guard:
             max_ttl_s=max_ttl, clock=self.clock,
         )
 
-    # -- tasks --------------------------------------------------------------------------------
-    def task(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> TaskContext:
-        """Open a task for ``plan``: derive the scope, ask approvals, mint and attach the grant.
-
-        Use as ``with guard.task(plan, identity=me) as task:`` or ``async with``. Raises
-        :class:`PlanRejected` (on entering) when the plan exceeds the policy or an approval is refused.
-        """
+    # -- the lifecycle: open, use, close, resume -----------------------------------------------
+    def _prepare(self, plan: Plan, identity: AgentIdentity, ttl_s: int | None) -> tuple[Policy, int]:
         if not isinstance(plan, Plan):
             raise ConfigError("plan: expected an agent_guard.Plan (use Plan.model_validate(dict) for a dict)")
         if not isinstance(identity, AgentIdentity):
             raise ConfigError("identity: expected an agent_guard.AgentIdentity")
-        policy = self._require_policy()
+        if self.policy is None:
+            raise ConfigError("policy: this guard has no policy, so it cannot mint grants; pass Guard(policy, ...)")
+        policy = self.policy
         if identity.agent_id != policy.agent_id:
             raise ConfigError(
                 f"identity.agent_id: {identity.agent_id!r} does not match the policy's agent_id {policy.agent_id!r}"
             )
         ttl = min(self.default_ttl_s, policy.max_ttl_s) if ttl_s is None else ttl_s
-        if not 1 <= ttl <= policy.max_ttl_s:
-            raise ConfigError(f"ttl_s: {ttl} is outside 1..{policy.max_ttl_s} s (the policy's max_ttl_s)")
+        if type(ttl) is not int or not 1 <= ttl <= policy.max_ttl_s:
+            raise ConfigError(f"ttl_s: {ttl!r} is outside 1..{policy.max_ttl_s} s (the policy's max_ttl_s)")
+        return policy, ttl
 
-        def open_sync() -> Task:
-            scope = derive_scope(plan, policy)
-            check_approvals(self.approver, plan, scope, identity)
-            task = self._mint(scope, identity, ttl)
-            self.store.activate(task.id, **self._activation(task))
-            return task
+    def _scope(self, plan: Plan, policy: Policy) -> tuple[TaskScope, CompiledScope]:
+        key = (plan.plan_hash, policy.policy_hash)
+        hit = self._scopes.get(key)
+        if hit is not None:
+            return hit
+        scope = derive_scope(plan, policy)  # raises PlanRejected
+        compiled = (scope, CompiledScope(scope))
+        with self._scopes_lock:
+            self._scopes[key] = compiled
+            while len(self._scopes) > _SCOPE_CACHE:
+                self._scopes.popitem(last=False)
+        return compiled
 
-        async def open_async() -> Task:
-            scope = derive_scope(plan, policy)
-            await acheck_approvals(self.approver, plan, scope, identity)
-            task = self._mint(scope, identity, ttl)
-            await self.store.aactivate(task.id, **self._activation(task))
-            return task
-
-        return TaskContext(self, open_sync, open_async)
-
-    def attach(self, grant: str, *, identity: AgentIdentity | None = None) -> TaskContext:
-        """Enter the task of a grant minted elsewhere (e.g. by another process).
-
-        The grant is verified once; its run must be active in the shared store. Leaving does not
-        revoke it (the minting side owns the run).
-        """
-
-        def open_sync() -> Task:
-            return self._attached(grant, identity)
-
-        async def open_async() -> Task:
-            return self._attached(grant, identity)
-
-        return TaskContext(self, open_sync, open_async)
-
-    def _attached(self, grant: str, identity: AgentIdentity | None) -> Task:
-        claims = self.verify(grant)
-        tenant = claims.tctx.tenant
-        user = claims.sub if claims.sub != claims.agent_id else None
-        who = identity or AgentIdentity(agent_id=claims.agent_id, user_id=user, tenant=tenant)
-        if who.agent_id != claims.agent_id:
-            raise ConfigError(f"identity.agent_id: {who.agent_id!r} is not the grant's actor {claims.agent_id!r}")
-        return Task(self, grant, claims, who, owner=False)
-
-    def _require_policy(self) -> Policy:
-        if self.policy is None:
-            raise ConfigError("policy: this guard has no policy, so it cannot mint grants; pass Guard(policy, ...)")
-        return self.policy
+    def _mint(self, scope: TaskScope, compiled: CompiledScope, identity: AgentIdentity, ttl_s: int) -> Task:
+        token, raw = mint_grant(
+            self.keys, scope, identity, ttl_s=ttl_s, now=self.clock(), issuer=self.issuer, audience=self.audience
+        )
+        # The claims just signed, not re-parsed from the token: nothing here came from the wire.
+        claims = GrantClaims.model_construct(
+            **{**raw, "act": Actor.model_construct(**raw["act"]), "tctx": TaskContextClaim.model_construct(**raw["tctx"]),
+               "authorization_details": tuple(raw["authorization_details"])}
+        )
+        return Task(token, claims, identity, owner=True, scope=scope, compiled=compiled, store=self.store,
+                    clock=self.clock, events=self._events)
 
     @staticmethod
     def _activation(task: Task) -> dict[str, Any]:
-        return {
-            "budgets": [s.max_calls for s in task.scope.steps],
-            "ordered": task.scope.ordered,
-            "expires_at": task.expires_at,
-        }
+        return {"budgets": [s.max_calls for s in task.scope.steps], "ordered": task.scope.ordered,
+                "expires_at": task.expires_at}
 
-    def _mint(self, scope: TaskScope, identity: AgentIdentity, ttl_s: int) -> Task:
-        token, _ = mint_grant(
-            self.keys, scope, identity, ttl_s=ttl_s, now=self.clock(), issuer=self.issuer, audience=self.audience
+    def _started(self, task: Task) -> Task:
+        task.span = self._spans.start_task(task)
+        if task.owner:
+            self._events.issued(task)
+        return task
+
+    def open(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> Task:
+        """Open a task: derive the scope, ask approvals, mint the grant, record the run, start its span.
+
+        The current context is not touched: make the task current with :meth:`use` and end it with
+        :meth:`close`. Raises :class:`PlanRejected` when the plan exceeds the policy or an
+        approval is refused, :class:`StoreUnavailable` when the run cannot be recorded.
+        """
+        policy, ttl = self._prepare(plan, identity, ttl_s)
+        scope, compiled = self._scope(plan, policy)
+        check_approvals(self.approver, plan, scope, identity)
+        task = self._mint(scope, compiled, identity, ttl)
+        self.store.activate(task.id, **self._activation(task))
+        return self._started(task)
+
+    async def aopen(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> Task:
+        """Async :meth:`open` (async approval hooks, the store's async path)."""
+        policy, ttl = self._prepare(plan, identity, ttl_s)
+        scope, compiled = self._scope(plan, policy)
+        await acheck_approvals(self.approver, plan, scope, identity)
+        task = self._mint(scope, compiled, identity, ttl)
+        await self.store.aactivate(task.id, **self._activation(task))
+        return self._started(task)
+
+    def use(self, task: Task | None, *, trace_parent: bool = True) -> use_task:
+        """Make ``task`` the current task for a ``with`` block (neither mints nor revokes)."""
+        if task is not None and not isinstance(task, Task):
+            raise ConfigError(f"task: expected an agent_guard.Task from guard.open/resume, got {type(task).__name__}")
+        return use_task(task, trace_parent=trace_parent)
+
+    def _finish(self, task: Task) -> bool:
+        """End the task span (once); True when spans should be flushed."""
+        head = getattr(self.decision_log, "head", None)
+        span = task.span
+        if head is not None and span is not None:
+            span.set_attribute("agent_guard.audit.head", str(head))
+        return task._end()
+
+    def close(self, task: Task, reason: str = "task_exit") -> None:
+        """Revoke the task's grant (here and in the store) and end its span. Idempotent; any context or thread.
+
+        A store that cannot be reached is logged, never raised: this process denies the task
+        regardless, and other workers refuse it when its grant expires.
+        """
+        if not isinstance(task, Task):
+            raise ConfigError(f"task: expected an agent_guard.Task, got {type(task).__name__}")
+        try:
+            task.revoke(reason)
+        finally:
+            if self._finish(task):
+                self._spans.flush()
+
+    async def aclose(self, task: Task, reason: str = "task_exit") -> None:
+        """Async :meth:`close`; the span export round trip runs off the event loop."""
+        if not isinstance(task, Task):
+            raise ConfigError(f"task: expected an agent_guard.Task, got {type(task).__name__}")
+        try:
+            await task.arevoke(reason)
+        finally:
+            if self._finish(task):
+                await asyncio.get_running_loop().run_in_executor(None, self._spans.flush)
+
+    def _release(self, task: Task) -> None:
+        """End a resumed task's span here without revoking its run (the minting side owns it)."""
+        if self._finish(task):
+            self._spans.flush()
+
+    async def _arelease(self, task: Task) -> None:
+        if self._finish(task):
+            await asyncio.get_running_loop().run_in_executor(None, self._spans.flush)
+
+    def _resumed(self, grant: str, identity: AgentIdentity | None) -> tuple[GrantClaims, AgentIdentity]:
+        claims = self.verify(grant)
+        policy = self.policy
+        if policy is not None and not self.accept_foreign_grants:
+            if claims.agent_id != policy.agent_id:
+                raise GrantError(
+                    f"the grant is for agent {claims.agent_id!r}, but this guard enforces the policy of "
+                    f"{policy.agent_id!r} (build the guard with accept_foreign_grants=True to allow it)"
+                )
+            if claims.tctx.policy_hash != policy.policy_hash:
+                raise GrantError(
+                    "the grant was minted under another policy than this guard's (its policy_hash differs; "
+                    "build the guard with accept_foreign_grants=True to allow it)"
+                )
+        user = claims.sub if claims.sub != claims.agent_id else None
+        who = identity or AgentIdentity(agent_id=claims.agent_id, user_id=user, tenant=claims.tctx.tenant)
+        if not isinstance(who, AgentIdentity):
+            raise ConfigError("identity: expected an agent_guard.AgentIdentity")
+        if who.agent_id != claims.agent_id:
+            raise ConfigError(f"identity.agent_id: {who.agent_id!r} is not the grant's actor {claims.agent_id!r}")
+        return claims, who
+
+    def _resumed_task(self, grant: str, claims: GrantClaims, who: AgentIdentity) -> Task:
+        scope = claims.scope()
+        return self._started(Task(grant, claims, who, owner=False, scope=scope, compiled=CompiledScope(scope),
+                                  store=self.store, clock=self.clock, events=self._events))
+
+    def resume(self, grant: str, *, identity: AgentIdentity | None = None) -> Task:
+        """Re-attach a grant minted elsewhere (another process, a checkpoint): verify it, check it against
+        this guard's policy and the store, and return its task (not current: see :meth:`use`).
+
+        Raises :class:`GrantError`: ``invalid_grant`` for a bad token or a grant of another agent or
+        policy, ``expired``, or ``revoked`` when its run is no longer active in the store.
+        """
+        claims, who = self._resumed(grant, identity)
+        if not self.store.is_active(claims.txn):
+            raise GrantError("the grant's run is no longer active (revoked, completed or expired)",
+                             reason=reasons.REVOKED)
+        return self._resumed_task(grant, claims, who)
+
+    async def aresume(self, grant: str, *, identity: AgentIdentity | None = None) -> Task:
+        """Async :meth:`resume`."""
+        claims, who = self._resumed(grant, identity)
+        if not await self.store.ais_active(claims.txn):
+            raise GrantError("the grant's run is no longer active (revoked, completed or expired)",
+                             reason=reasons.REVOKED)
+        return self._resumed_task(grant, claims, who)
+
+    # -- the sugar: with guard.task(...) / guard.attach(...) ----------------------------------------
+    def task(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> TaskContext:
+        """``with guard.task(plan, identity=me) as task:`` (or ``async with``): open, use, close.
+
+        The grant is revoked when the block ends, whatever ends it. Raises :class:`PlanRejected`
+        on entering when the plan exceeds the policy or an approval is refused.
+        """
+        self._prepare(plan, identity, ttl_s)  # fail on bad arguments now, not when entered
+        return TaskContext(
+            lambda: self.open(plan, identity=identity, ttl_s=ttl_s),
+            lambda: self.aopen(plan, identity=identity, ttl_s=ttl_s),
+            self.close, self.aclose,
         )
-        return Task(self, token, self.verify(token), identity, owner=True)
 
-    # -- revocation ---------------------------------------------------------------------------
-    def _emit_issued(self, task: Task) -> None:
-        self._spans.grant_event(task, sc.EVENT_GRANT_ISSUED)
-        if self.decision_log is not None:
-            self.decision_log.grant_issued(task)
+    def attach(self, grant: str, *, identity: AgentIdentity | None = None) -> TaskContext:
+        """``with guard.attach(grant):`` -- :meth:`resume` a grant minted elsewhere for a block.
 
-    def _emit_revoked(self, task: Task, reason: str) -> None:
-        self._spans.grant_event(task, sc.EVENT_GRANT_REVOKED, reason)
-        if self.decision_log is not None:
-            self.decision_log.grant_revoked(task, reason)
+        Leaving ends the local span but does not revoke the run: the minting side owns it.
+        """
+        return TaskContext(
+            lambda: self.resume(grant, identity=identity), lambda: self.aresume(grant, identity=identity),
+            self._release, self._arelease,
+        )
 
-    def _revoke(self, task: Task, reason: str, *, in_store: bool = True) -> None:
-        if not task._mark_revoked(reason):
-            return
-        try:
-            if in_store:
-                self.store.revoke(task.id)
-        finally:
-            self._emit_revoked(task, reason)
-
-    async def _arevoke(self, task: Task, reason: str) -> None:
-        if not task._mark_revoked(reason):
-            return
-        try:
-            await self.store.arevoke(task.id)
-        finally:
-            self._emit_revoked(task, reason)
+    def current_task(self) -> Task | None:
+        """The task current in this context, if any."""
+        return CURRENT_TASK.get()
 
     # -- decisions ----------------------------------------------------------------------------
-    def _deny(self, task: Task | None, tool: str, reason: str, argument: str | None = None) -> Decision:
-        tools = task.tools if task is not None else ()
-        return Decision.model_construct(
-            allowed=False, tool=tool, reason=reason, message=_deny_message(tool, reason, argument, tools),
-            step=None, grant_id=task.grant_id if task else None, task_id=task.id if task else None,
-            argument=argument, allowed_tools=tools,
-        )
-
-    def _precheck(self, tool: str, args: Mapping[str, Any]) -> tuple[Task | None, Decision | Sequence[int]]:
-        if type(args) is not dict and not isinstance(args, Mapping):
-            raise ConfigError(f"args: expected a mapping of argument names to values, got {type(args).__name__}")
+    def _decide(self, tool: str, args: Any) -> tuple[Decision, Task | None]:
         task = CURRENT_TASK.get()
-        if task is None:
-            return None, self._deny(None, tool, reasons.NO_GRANT)
-        if task.revocation_reason is not None:
-            return task, self._deny(task, tool, reasons.REVOKED)
-        if self.clock() >= task.expires_at + self.leeway_s:
-            self._revoke(task, "expired", in_store=False)
-            return task, self._deny(task, tool, reasons.EXPIRED)
-        match = task.compiled.match(tool, args)
-        if match.reason is not None:
-            return task, self._deny(task, tool, match.reason, match.argument)
-        return task, match.candidates
-
-    def _settle(self, task: Task, tool: str, status: str, step: int | None) -> tuple[Decision, Task | None]:
-        """The decision for a store verdict, and the task to revoke when this call completed its plan."""
-        if status == "ok":
-            return task._allow[cast(int, step)], None
-        if status == "completed":
-            return task._allow[cast(int, step)], task
-        if status == "revoked":
-            return self._deny(task, tool, reasons.REVOKED), None
-        if status == "out_of_order":
-            return self._deny(task, tool, reasons.OUT_OF_ORDER), None
-        return self._deny(task, tool, reasons.BUDGET_EXHAUSTED), None
-
-    def _decide(self, tool: str, args: Mapping[str, Any]) -> tuple[Decision, Task | None]:
-        task, outcome = self._precheck(tool, args)
+        outcome = precheck(task, tool, args, self.clock(), self.leeway_s)
         if isinstance(outcome, Decision):
             return outcome, None
         assert task is not None
         try:
-            status, step = task.guard.store.consume(task.id, outcome)
+            result = task.store.consume(task.id, outcome)
         except Exception:  # any store failure denies: fail closed
-            return self._deny(task, tool, reasons.STORE_UNAVAILABLE), None
-        if status == "ok":  # the common case, without a call to _settle
-            return task._allow[cast(int, step)], None
-        return self._settle(task, tool, status, step)
+            return deny(task, tool, reasons.STORE_UNAVAILABLE), None
+        if result[0] == "ok":  # the common case, without a call to settle
+            step = result[1]
+            return task._allow.get(step) or task.allow(step), None  # type: ignore[arg-type]
+        decision, completed = settle(task, tool, result)
+        return decision, task if completed else None
 
-    async def _adecide(self, tool: str, args: Mapping[str, Any]) -> tuple[Decision, Task | None]:
-        task, outcome = self._precheck(tool, args)
+    async def _adecide(self, tool: str, args: Any) -> tuple[Decision, Task | None]:
+        task = CURRENT_TASK.get()
+        outcome = precheck(task, tool, args, self.clock(), self.leeway_s)
         if isinstance(outcome, Decision):
             return outcome, None
         assert task is not None
-        store = task.guard.store
+        store = task.store
         try:
             if type(store).aconsume is GrantStore.aconsume:  # the default only calls consume: skip a coroutine
-                status, step = store.consume(task.id, outcome)
+                result = store.consume(task.id, outcome)
             else:
-                status, step = await store.aconsume(task.id, outcome)
+                result = await store.aconsume(task.id, outcome)
         except Exception:  # any store failure denies: fail closed
-            return self._deny(task, tool, reasons.STORE_UNAVAILABLE), None
-        return self._settle(task, tool, status, step)
-
-    def _complete(self, task: Task) -> None:
-        """Revoke a task whose plan the last call completed (after that call's decision is recorded)."""
-        self._revoke(task, "plan_completed", in_store=False)
+            return deny(task, tool, reasons.STORE_UNAVAILABLE), None
+        decision, completed = settle(task, tool, result)
+        return decision, task if completed else None
 
     def decide(self, tool: str, args: Mapping[str, Any]) -> Decision:
         """Decide one call and consume its budget, without a span or log record; prefer :meth:`authorize`."""
         decision, completed = self._decide(tool, args)
         if completed is not None:
-            self._complete(completed)
+            completed.revoke_locally("plan_completed")
         return decision
 
     async def adecide(self, tool: str, args: Mapping[str, Any]) -> Decision:
         """Async :meth:`decide` (uses the store's async path)."""
         decision, completed = await self._adecide(tool, args)
         if completed is not None:
-            self._complete(completed)
+            completed.revoke_locally("plan_completed")
         return decision
 
     def _open_call(
@@ -305,7 +378,9 @@ class Guard:
         span = self._spans.start_tool(decision, task, call_id=call_id, description=description, arguments=recorded)
         if self.decision_log is not None:
             self.decision_log.decision(decision, task=task, call_id=call_id, arguments=recorded)
-        return ToolCall(self._spans, decision, span)
+        if self.metrics is not None:
+            self.metrics.decision(decision)
+        return ToolCall(self._spans, decision, span, self.metrics)
 
     def tool_call(
         self, tool: str, args: Mapping[str, Any], *, call_id: str | None = None, description: str | None = None
@@ -314,7 +389,7 @@ class Guard:
         decision, completed = self._decide(tool, args)
         call = self._open_call(decision, call_id=call_id, description=description, args=args)
         if completed is not None:
-            self._complete(completed)
+            completed.revoke_locally("plan_completed")
         return call
 
     async def atool_call(
@@ -324,7 +399,7 @@ class Guard:
         decision, completed = await self._adecide(tool, args)
         call = self._open_call(decision, call_id=call_id, description=description, args=args)
         if completed is not None:
-            self._complete(completed)
+            completed.revoke_locally("plan_completed")
         return call
 
     def authorize(self, tool: str, args: Mapping[str, Any], *, call_id: str | None = None) -> Decision:
@@ -346,49 +421,10 @@ class Guard:
     def wrap(self, fn: _F | None = None, *, name: str | None = None) -> _F | Callable[[_F], _F]:
         """Guard a plain sync or async callable: a denied call raises :class:`ToolCallDenied`.
 
-        The tool name defaults to the function's ``__name__``. Positional arguments are mapped to
-        parameter names, so the decision always sees ``{name: value}``. Usable as a decorator.
+        The decision sees every argument the function will receive, by parameter name, with the
+        signature's defaults filled in: a default outside the ceiling is refused like a passed
+        value. The tool name defaults to the function's ``__name__``. Usable as a decorator.
         """
         if fn is None:
             return lambda f: self.wrap(f, name=name)
-        tool = name or getattr(fn, "__name__", None)
-        if not tool:
-            raise ConfigError("name: this callable has no __name__; pass guard.wrap(fn, name='tool_name')")
-        signature = inspect.signature(fn)
-
-        def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-            if not args:
-                return kwargs
-            try:
-                return dict(signature.bind_partial(*args, **kwargs).arguments)
-            except TypeError as err:
-                raise ConfigError(f"{tool}: {err}") from None
-
-        description = (inspect.getdoc(fn) or "").split("\n", 1)[0] or None
-        if inspect.iscoroutinefunction(fn):
-            afn = cast(Callable[..., Awaitable[Any]], fn)
-
-            @functools.wraps(fn)
-            async def aguarded(*args: Any, **kwargs: Any) -> Any:
-                with await self.atool_call(tool, arguments(args, kwargs), description=description) as call:
-                    call.raise_if_denied()
-                    result = await afn(*args, **kwargs)
-                    call.record_result(result)
-                    return result
-
-            return cast(_F, aguarded)
-
-        @functools.wraps(fn)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            with self.tool_call(tool, arguments(args, kwargs), description=description) as call:
-                call.raise_if_denied()
-                result = fn(*args, **kwargs)
-                call.record_result(result)
-                return result
-
-        return cast(_F, guarded)
-
-    def current_task(self) -> Task | None:
-        """The task entered in this context, if any."""
-        return CURRENT_TASK.get()
-
+        return wrap_callable(fn, name, self.tool_call, self.atool_call)

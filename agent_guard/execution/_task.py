@@ -1,82 +1,133 @@
-"""A live task and the ``with`` handles around it: the task context and one guarded tool call."""
+"""A live task and what it reports: its grant, scope, store, revocation and span.
+
+A :class:`Task` holds no reference to the :class:`~agent_guard.Guard` that opened it: it knows
+its store (to revoke in every worker), its clock and a :class:`TaskEvents` (spans, decision log,
+metrics). So revocation works from any context or thread, and the import graph runs one way.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, Span
+from opentelemetry.trace import Span
 
 from agent_guard import semconv as sc
+from agent_guard.audit._record import AuditSink, MetricsSink
 from agent_guard.audit._spans import SpanEmitter
 from agent_guard.authorization._grant import GrantClaims
 from agent_guard.authorization._matcher import CompiledScope
-from agent_guard.authorization._models import AgentIdentity, Decision
+from agent_guard.authorization._models import Decision
 from agent_guard.authorization._scope import TaskScope
-from agent_guard.exceptions import ToolCallDenied
-from agent_guard.execution._context import CURRENT_TASK
+from agent_guard.identity import AgentIdentity
+from agent_guard.stores._base import GrantStore
 
-if TYPE_CHECKING:
-    from agent_guard.execution._guard import Guard
-
-__all__ = ["Task", "TaskContext", "ToolCall"]
+__all__ = ["Task", "TaskEvents"]
 
 _log = logging.getLogger("agent_guard")
 
 
-class Task:
-    """A live task: the grant in force in this context, its verified claims and its scope.
+class TaskEvents:
+    """Where a task's lifecycle is reported: its spans, the decision log and the metrics (shared per guard)."""
 
-    Created by :meth:`Guard.task` (mint) or :meth:`Guard.attach` (a grant received from elsewhere).
+    __slots__ = ("metrics", "sink", "spans")
+
+    def __init__(self, spans: SpanEmitter, sink: AuditSink | None, metrics: MetricsSink | None) -> None:
+        self.spans = spans
+        self.sink = sink
+        self.metrics = metrics
+
+    def issued(self, task: Task) -> None:
+        """Record a grant minted for ``task`` (span event, log record, counter)."""
+        self.spans.grant_event(task, sc.EVENT_GRANT_ISSUED)
+        if self.sink is not None:
+            self.sink.grant_issued(task)
+        if self.metrics is not None:
+            self.metrics.grant_issued(task)
+
+    def revoked(self, task: Task, reason: str) -> None:
+        """Record the revocation of ``task``'s grant and why."""
+        self.spans.grant_event(task, sc.EVENT_GRANT_REVOKED, reason)
+        if self.sink is not None:
+            self.sink.grant_revoked(task, reason)
+        if self.metrics is not None:
+            self.metrics.grant_revoked(task, reason)
+
+
+def _warn_revoke_failed(task: Task, err: Exception) -> None:
+    _log.warning(
+        "agent_guard: could not revoke task %s in the grant store (%s); this process denies it now, "
+        "other workers keep it until its grant expires at %.0f",
+        task.id, type(err).__name__, task.expires_at,
+    )
+
+
+class Task:
+    """A live task: its signed grant, the verified claims, the compiled scope and its state.
+
+    Opened by :meth:`Guard.open` (a new grant) or :meth:`Guard.resume` (a grant minted elsewhere);
+    ended by :meth:`Guard.close`. ``owner`` is True for a task this process minted.
     """
 
+    __slots__ = (
+        "_allow", "_attributes", "_events", "_lock", "_tool_attributes", "claims", "clock", "closed",
+        "compiled", "expires_at", "grant", "grant_id", "id", "identity", "owner", "revocation_reason", "scope",
+        "span", "store",
+    )
+
     def __init__(
-        self, guard: Guard, token: str, claims: GrantClaims, identity: AgentIdentity, *, owner: bool
+        self,
+        token: str,
+        claims: GrantClaims,
+        identity: AgentIdentity,
+        *,
+        owner: bool,
+        scope: TaskScope,
+        compiled: CompiledScope,
+        store: GrantStore,
+        clock: Callable[[], float],
+        events: TaskEvents,
     ) -> None:
-        self.guard = guard
         self.grant = token
         """The signed grant (a JWT). Treat it as a secret: never log it."""
         self.claims = claims
         """The grant's verified claims."""
-        self.id = claims.txn
+        self.id: str = claims.txn
         """The task (run) id: the grant's ``txn``."""
-        self.grant_id = claims.jti
+        self.grant_id: str = claims.jti
         """The grant id: its ``jti``."""
         self.identity = identity
-        self.scope: TaskScope = claims.scope()
+        """Who acts, for whom."""
+        self.scope = scope
+        """What the grant allows (shared by every task of the same plan and policy)."""
+        self.compiled = compiled
+        """The scope compiled into predicates (shared like :attr:`scope`)."""
         self.expires_at = float(claims.exp)
+        """When the grant expires (epoch seconds)."""
         self.owner = owner
-        self.compiled = CompiledScope(self.scope)
+        """True for a task this process minted; False for one resumed from a grant minted elsewhere."""
+        self.store = store
+        """The grant store that holds this task's run (budgets, revocation)."""
+        self.clock = clock
+        """The clock the task's expiry is checked against."""
         self.span: Span | None = None
+        """The task's ``invoke_agent`` span while it is open."""
         self.revocation_reason: str | None = None
+        """Why the grant was revoked (``None`` while it is live)."""
+        self.closed = False
+        """True once :meth:`Guard.close` ended the task (its span is ended)."""
+        self._events = events
         self._lock = threading.Lock()
-        self.base_attributes: dict[str, Any] = {
-            sc.AGENT_ID: identity.agent_id,
-            sc.AGENT_NAME: identity.agent_id,
-            sc.GRANT_ID: self.grant_id,
-            sc.TASK_ID: self.id,
-        }
-        if identity.user_id:
-            self.base_attributes[sc.ENDUSER_ID] = identity.user_id
-        self.tool_attributes = {k: v for k, v in self.base_attributes.items() if k != sc.AGENT_NAME}
-        """The subset of the task's attributes put on every tool span (kept small: spans cost per attribute)."""
-        self._allow = {
-            step.index: Decision.model_construct(
-                allowed=True, tool=step.tool, reason=None, message=f"allowed by plan step {step.index}",
-                step=step.index, grant_id=self.grant_id, task_id=self.id, argument=None, allowed_tools=(),
-            )
-            for step in self.scope.steps
-        }
+        self._allow: dict[int, Decision] = {}
+        self._attributes: dict[str, Any] | None = None
+        self._tool_attributes: dict[str, Any] | None = None
 
+    # -- read-only views -----------------------------------------------------------------------
     @property
     def revoked(self) -> bool:
-        """True once the grant was revoked (plan completed, task exit, expiry or by hand)."""
+        """True once the grant was revoked (plan completed, task exit, expiry, replan or by hand)."""
         return self.revocation_reason is not None
 
     @property
@@ -84,10 +135,43 @@ class Task:
         """The tools this task's grant covers."""
         return self.compiled.tools
 
-    def revoke(self, reason: str = "manual") -> None:
-        """Revoke the grant now, in this process and (through the store) in every worker."""
-        self.guard._revoke(self, reason)
+    @property
+    def base_attributes(self) -> Mapping[str, Any]:
+        """The span attributes naming the task, its grant and its actor (built on first use)."""
+        attributes = self._attributes
+        if attributes is None:
+            attributes = {
+                sc.AGENT_ID: self.identity.agent_id,
+                sc.AGENT_NAME: self.identity.agent_id,
+                sc.GRANT_ID: self.grant_id,
+                sc.TASK_ID: self.id,
+            }
+            if self.identity.user_id:
+                attributes[sc.ENDUSER_ID] = self.identity.user_id
+            self._attributes = attributes
+        return attributes
 
+    @property
+    def tool_attributes(self) -> Mapping[str, Any]:
+        """The subset of :attr:`base_attributes` put on every tool span (kept small: spans cost per attribute)."""
+        attributes = self._tool_attributes
+        if attributes is None:
+            attributes = {k: v for k, v in self.base_attributes.items() if k != sc.AGENT_NAME}
+            self._tool_attributes = attributes
+        return attributes
+
+    def allow(self, step: int) -> Decision:
+        """The (shared) allow decision for a call matched to ``step``."""
+        decision = self._allow.get(step)
+        if decision is None:
+            decision = Decision.model_construct(
+                allowed=True, tool=self.scope.steps[step].tool, reason=None, message=f"allowed by plan step {step}",
+                step=step, grant_id=self.grant_id, task_id=self.id, argument=None, allowed_tools=(),
+            )
+            self._allow[step] = decision
+        return decision
+
+    # -- revocation ----------------------------------------------------------------------------
     def _mark_revoked(self, reason: str) -> bool:
         with self._lock:
             if self.revocation_reason is not None:
@@ -95,127 +179,53 @@ class Task:
             self.revocation_reason = reason
             return True
 
+    def revoke(self, reason: str = "manual") -> bool:
+        """Revoke the grant now, here and (through the store) in every worker; True when this call did it.
+
+        Idempotent. The task stays open (its span too) until :meth:`Guard.close`. A store that
+        cannot be reached is logged; this process denies the task regardless.
+        """
+        if not self._mark_revoked(reason):
+            return False
+        try:
+            self.store.revoke(self.id)
+        except Exception as err:  # the local mark already denies; other workers wait for the TTL
+            _warn_revoke_failed(self, err)
+        finally:
+            self._events.revoked(self, reason)
+        return True
+
+    async def arevoke(self, reason: str = "manual") -> bool:
+        """Async :meth:`revoke` (uses the store's async path)."""
+        if not self._mark_revoked(reason):
+            return False
+        try:
+            await self.store.arevoke(self.id)
+        except Exception as err:
+            _warn_revoke_failed(self, err)
+        finally:
+            self._events.revoked(self, reason)
+        return True
+
+    def revoke_locally(self, reason: str) -> bool:
+        """Mark revoked and report it without a store call (the store already knows: completed or expired)."""
+        if not self._mark_revoked(reason):
+            return False
+        self._events.revoked(self, reason)
+        return True
+
+    def _end(self) -> bool:
+        """Mark closed and end the task span; True when this call closed it (and there was a span to flush)."""
+        with self._lock:
+            if self.closed:
+                return False
+            self.closed = True
+            span, self.span = self.span, None
+        if span is None:
+            return False
+        self._events.spans.end_task(span)
+        return True
+
     def __repr__(self) -> str:
         state = f"revoked={self.revocation_reason!r}" if self.revoked else "active"
         return f"<Task id={self.id!r} agent={self.identity.agent_id!r} tools={list(self.tools)!r} {state}>"
-
-
-def _warn_revoke_failed(task: Task, err: Exception) -> None:
-    _log.warning(
-        "agent_guard: could not revoke task %s in the grant store at task exit (%s: %s); this process "
-        "denies it now, other workers keep it until its grant expires at %.0f",
-        task.id, type(err).__name__, err, task.expires_at,
-    )
-
-
-class TaskContext:
-    """``with`` / ``async with`` handle returned by :meth:`Guard.task` and :meth:`Guard.attach`.
-
-    Entering mints (or verifies) the grant, records the run, opens the task span and sets the
-    current task; leaving revokes the grant (for a minted task) and restores the previous task.
-    """
-
-    def __init__(self, guard: Guard, opener: Callable[[], Task], aopener: Callable[[], Awaitable[Task]]) -> None:
-        self._guard = guard
-        self._open = opener
-        self._aopen = aopener
-        self._task: Task | None = None
-        self._token: Any = None
-        self._span_token: object = None
-
-    def _enter(self, task: Task) -> Task:
-        self._task = task
-        task.span, self._span_token = self._guard._spans.start_task(task)
-        if task.owner:
-            self._guard._emit_issued(task)
-        self._token = CURRENT_TASK.set(task)
-        return task
-
-    def _leave(self) -> Task:
-        task = self._task
-        assert task is not None, "TaskContext exited without being entered"
-        CURRENT_TASK.reset(self._token)
-        return task
-
-    def _close_span(self, task: Task) -> bool:
-        """End the task span; True when there was one (and its spans should be flushed)."""
-        if task.span is None:
-            return False
-        self._guard._spans.end_task(task.span, self._span_token)
-        task.span = None
-        return True
-
-    def __enter__(self) -> Task:
-        return self._enter(self._open())
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        task = self._leave()
-        try:
-            if task.owner:
-                self._guard._revoke(task, "task_exit")
-        except Exception as err:  # never mask the caller's exception; the grant still dies at its TTL
-            _warn_revoke_failed(task, err)
-        finally:
-            if self._close_span(task):
-                self._guard._spans.flush()
-
-    async def __aenter__(self) -> Task:
-        return self._enter(await self._aopen())
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        task = self._leave()
-        try:
-            if task.owner:
-                await self._guard._arevoke(task, "task_exit")
-        except Exception as err:  # never mask the caller's exception; the grant still dies at its TTL
-            _warn_revoke_failed(task, err)
-        finally:
-            if self._close_span(task):  # the export round trip runs off the event loop
-                await asyncio.get_running_loop().run_in_executor(None, self._guard._spans.flush)
-
-
-class ToolCall:
-    """One guarded call: the decision and its ``execute_tool`` span (current while entered).
-
-    ``with guard.tool_call(name, args) as call:`` — check ``call.allowed``; run the tool only then.
-    An exception from the tool marks the span with ``error.type`` and propagates.
-    """
-
-    __slots__ = ("_ctx_token", "_emitter", "decision", "span")
-
-    def __init__(self, emitter: SpanEmitter, decision: Decision, span: Span) -> None:
-        self._emitter = emitter
-        self.decision = decision
-        self.span = span
-        self._ctx_token: object = None
-
-    @property
-    def allowed(self) -> bool:
-        """True when the call may run."""
-        return self.decision.allowed
-
-    def raise_if_denied(self) -> None:
-        """Raise :class:`ToolCallDenied` unless the call is allowed."""
-        if not self.decision.allowed:
-            raise ToolCallDenied(self.decision)
-
-    def record_result(self, result: Any) -> None:
-        """Record the tool's result on the span (only when argument recording is opted in)."""
-        if self._emitter.record_arguments:
-            self._emitter.record_result(self.span, result)
-
-    def __enter__(self) -> ToolCall:
-        # Without a tracing SDK the span is the API's invalid one: nothing to make current.
-        if self.span is not INVALID_SPAN and self.span.get_span_context().is_valid:
-            self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
-        return self
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        if e is not None and self.decision.allowed and not isinstance(e, ToolCallDenied):
-            self._emitter.record_tool_error(self.span, e)
-        if self._ctx_token is not None:
-            otel_context.detach(self._ctx_token)  # type: ignore[arg-type]
-        if self.span is not INVALID_SPAN:
-            self.span.end()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agent_guard.stores._base import ConsumeResult, GrantStore, InMemoryGrantStore
+from agent_guard.stores._base import ConsumeResult, GrantStore
+from agent_guard.stores._memory import InMemoryGrantStore
 
 if TYPE_CHECKING:
     from agent_guard.stores._redis import RedisGrantStore

@@ -9,13 +9,11 @@ cannot be reached raises :class:`~agent_guard.StoreUnavailable` and the guard de
 from __future__ import annotations
 
 import threading
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["ConsumeResult", "ConsumeStatus", "GrantStore", "InMemoryGrantStore"]
+__all__ = ["ConsumeResult", "ConsumeStatus", "GrantStore", "prebuild_results"]
 
 ConsumeStatus = Literal["ok", "completed", "revoked", "exhausted", "out_of_order"]
 """``ok``: allowed; ``completed``: allowed and no budget is left (for an ordered plan: none in the
@@ -33,23 +31,26 @@ class ConsumeResult(NamedTuple):
     step: int | None = None
 
 
-_OK_AT: Final[list[ConsumeResult]] = []
-_COMPLETED_AT: Final[list[ConsumeResult]] = []
+OK_AT: Final[list[ConsumeResult]] = []
+"""``OK_AT[i]``: the shared result "ok, charged step i" (see :func:`prebuild_results`)."""
+COMPLETED_AT: Final[list[ConsumeResult]] = []
+"""``COMPLETED_AT[i]``: the shared result "completed, charged step i"."""
 _RESULTS_LOCK: Final = threading.Lock()
-_REVOKED: Final = ConsumeResult("revoked")
+REVOKED: Final = ConsumeResult("revoked")
+"""The shared result for a run that is not active."""
 
 
-def _prebuild_results(steps: int) -> None:
-    """Make ``_OK_AT[i]``/``_COMPLETED_AT[i]`` exist for every step index below ``steps``.
+def prebuild_results(steps: int) -> None:
+    """Make ``OK_AT[i]``/``COMPLETED_AT[i]`` exist for every step index below ``steps``.
 
     Called at activation, so the per-call path indexes shared results instead of allocating one.
     """
-    if len(_OK_AT) >= steps:
+    if len(OK_AT) >= steps:
         return
     with _RESULTS_LOCK:
-        for i in range(len(_OK_AT), steps):
-            _OK_AT.append(ConsumeResult("ok", i))
-            _COMPLETED_AT.append(ConsumeResult("completed", i))
+        for i in range(len(OK_AT), steps):
+            OK_AT.append(ConsumeResult("ok", i))
+            COMPLETED_AT.append(ConsumeResult("completed", i))
 
 
 class GrantStore(ABC):
@@ -83,77 +84,6 @@ class GrantStore(ABC):
         """Async :meth:`revoke` (defaults to the sync method)."""
         return self.revoke(run_id)
 
-
-@dataclass(slots=True)
-class _Run:
-    budgets: list[int]
-    used: list[int]
-    ordered: bool
-    expires_at: float
-    remaining: int
-    cursor: int = -1
-    active: bool = True
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class InMemoryGrantStore(GrantStore):
-    """The embedded default: a dict and a lock per run. One process only; nothing to start.
-
-    Records are dropped lazily once their grant has expired.
-    """
-
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        self._runs: dict[str, _Run] = {}
-        self._lock = threading.Lock()
-        self._clock = clock
-
-    def activate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
-        run = _Run(list(budgets), [0] * len(budgets), ordered, expires_at, sum(budgets))
-        _prebuild_results(len(budgets))
-        with self._lock:
-            self._sweep()
-            self._runs[run_id] = run
-
-    def _sweep(self) -> None:
-        now = self._clock()
-        for rid in [rid for rid, r in self._runs.items() if r.expires_at <= now]:
-            del self._runs[rid]
-
-    def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
-        run = self._runs.get(run_id)
-        if run is None:
-            return _REVOKED
-        with run.lock:
-            if not run.active or run.expires_at <= self._clock():
-                return _REVOKED
-            saw_budget = False
-            for step in candidates:
-                if run.used[step] >= run.budgets[step]:
-                    continue
-                saw_budget = True
-                if run.ordered and not (step == run.cursor or step == run.cursor + 1):
-                    continue
-                if run.ordered and step != run.cursor:
-                    if run.cursor >= 0:  # moving on closes the previous step: its leftover budget is dead
-                        run.remaining -= run.budgets[run.cursor] - run.used[run.cursor]
-                    run.cursor = step
-                run.used[step] += 1
-                run.remaining -= 1
-                if run.remaining == 0:
-                    run.active = False
-                    return _COMPLETED_AT[step]
-                return _OK_AT[step]
-            return ConsumeResult("out_of_order" if saw_budget else "exhausted")
-
-    def revoke(self, run_id: str) -> bool:
-        run = self._runs.get(run_id)
-        if run is None:
-            return False
-        with run.lock:
-            was_active = run.active
-            run.active = False
-            return was_active
-
-    def is_active(self, run_id: str) -> bool:
-        run = self._runs.get(run_id)
-        return run is not None and run.active and run.expires_at > self._clock()
+    async def ais_active(self, run_id: str) -> bool:
+        """Async :meth:`is_active` (defaults to the sync method)."""
+        return self.is_active(run_id)

@@ -15,10 +15,11 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from agent_guard.exceptions import ConfigError, MissingDependencyError, StoreUnavailable
 from agent_guard.stores import _lua
+from agent_guard._redact import redact_url
 from agent_guard.stores._base import ConsumeResult, ConsumeStatus, GrantStore
 
 try:
@@ -38,15 +39,6 @@ DEFAULT_TIMEOUT_S: Final = 0.5
 DEFAULT_SKEW_S: Final = 30
 _STATUSES: Final = frozenset({"ok", "completed", "revoked", "exhausted", "out_of_order"})
 _FAILURES: Final = (RedisError, OSError)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password (safe for error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class RedisGrantStore(GrantStore):
@@ -83,7 +75,7 @@ class RedisGrantStore(GrantStore):
         self.key_prefix = key_prefix
         self.skew_s = skew_s
         self._clock = clock
-        self._where = _redact(url)
+        self._where = redact_url(url)
         options: dict[str, Any] = {
             "socket_timeout": timeout_s,
             "socket_connect_timeout": timeout_s,

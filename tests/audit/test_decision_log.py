@@ -77,8 +77,8 @@ def test_each_line_carries_the_hash_of_the_line_before(
         body = raw[: raw.rindex(b',"hash":')] + b"}"
         assert hashlib.sha256(body).hexdigest() == record["hash"]
         prev = record["hash"]
-    assert prev == head
-    assert verify_log(path).ok and verify_log(path).head == head
+    assert head == (5, prev) and str(head) == f"5:{prev}"
+    assert verify_log(path).ok and verify_log(path).head == head.hash
 
 
 def test_argument_values_are_recorded_only_with_the_opt_in(
@@ -154,7 +154,7 @@ def test_reopening_continues_the_chain(tmp_path: Path, policy: Policy, plan: Pla
         run_support_task(Guard(policy, decision_log=log), plan, identity)
     records = lines(path)
     assert [r["seq"] for r in records] == list(range(1, 11))
-    assert records[5]["prev"] == first_head
+    assert records[5]["prev"] == first_head.hash and first_head.seq == 5
     result = verify_log(path)
     assert result.ok and result.records == 10
 

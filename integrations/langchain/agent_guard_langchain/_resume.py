@@ -47,7 +47,7 @@ class _Resumable:
             return False
         # A grant whose plan completed *with* this call still covers it; any other revocation does not.
         live = task.revocation_reason in (None, "plan_completed")
-        return live and task.guard.clock() < task.expires_at
+        return live and task.clock() < task.expires_at
 
 
 RESUMABLE = _Resumable()

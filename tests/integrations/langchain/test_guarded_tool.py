@@ -166,7 +166,7 @@ async def test_middleware_plus_guarded_tool_decide_once(guard, identity, support
     assert len(calls_seen.ran) == 2
     rows = spans.decisions()
     assert [(r["call_id"], r["outcome"]) for r in rows] == [("c1", "allow"), ("c2", "allow"), ("c3", "deny")]
-    assert rows[2]["reason"] == reasons.REVOKED
+    assert rows[2]["reason"] == reasons.BUDGET_EXHAUSTED  # the plan completed with c2: scope reason first
     assert all(s.attributes[sc.TOOL_CALL_ID] for s in spans.named("execute_tool"))
 
 

@@ -1,0 +1,82 @@
+"""``guard.wrap``: guard a plain callable, deciding on exactly the arguments it will receive."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, cast
+
+from agent_guard.exceptions import ConfigError
+from agent_guard.execution._call import ToolCall
+
+__all__ = ["call_arguments", "wrap_callable"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+ToolCallOpener = Callable[..., ToolCall]
+AsyncToolCallOpener = Callable[..., Awaitable[ToolCall]]
+
+
+def call_arguments(signature: inspect.Signature, tool: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``{name: value}`` of every parameter the function will receive, defaults filled in.
+
+    ``**kwargs`` parameters are flattened into the mapping (their names are the names the function
+    sees); a ``*args`` parameter appears under its own name as a list. A call the signature cannot
+    bind raises :class:`ConfigError` naming the tool (the function would raise ``TypeError``).
+    """
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{tool}: {err}") from None
+    bound.apply_defaults()
+    out: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(cast(Mapping[str, Any], value))
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            out[name] = list(value)
+        else:
+            out[name] = value
+    return out
+
+
+def wrap_callable(
+    fn: _F, name: str | None, tool_call: ToolCallOpener, atool_call: AsyncToolCallOpener
+) -> _F:
+    """Guard ``fn``: decide each call with ``tool_call`` (``atool_call`` for a coroutine function)."""
+    if not callable(fn):
+        raise ConfigError(f"fn: expected a function to guard, got {type(fn).__name__}")
+    tool = name or getattr(fn, "__name__", None)
+    if not tool:
+        raise ConfigError("name: this callable has no __name__; pass guard.wrap(fn, name='tool_name')")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{tool}: its signature cannot be read, so its arguments cannot be checked") from None
+    description = (inspect.getdoc(fn) or "").split("\n", 1)[0] or None
+
+    if inspect.iscoroutinefunction(fn):
+        afn = cast(Callable[..., Awaitable[Any]], fn)
+
+        @functools.wraps(fn)
+        async def aguarded(*args: Any, **kwargs: Any) -> Any:
+            arguments = call_arguments(signature, tool, args, kwargs)
+            with await atool_call(tool, arguments, description=description) as call:
+                call.raise_if_denied()
+                result = await afn(*args, **kwargs)
+                call.record_result(result)
+                return result
+
+        return cast(_F, aguarded)
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        arguments = call_arguments(signature, tool, args, kwargs)
+        with tool_call(tool, arguments, description=description) as call:
+            call.raise_if_denied()
+            result = fn(*args, **kwargs)
+            call.record_result(result)
+            return result
+
+    return cast(_F, guarded)
