@@ -16,6 +16,7 @@ __all__ = [
     "ARGUMENT_NOT_ALLOWED",
     "BUDGET_EXHAUSTED",
     "CALL_REASONS",
+    "EXCEEDS_PARENT_SCOPE",
     "EXPIRED",
     "INVALID_GRANT",
     "MINT_REASONS",
@@ -42,6 +43,7 @@ STORE_UNAVAILABLE: Final = "store_unavailable"
 PLAN_EXCEEDS_POLICY: Final = "plan_exceeds_policy"
 APPROVAL_REQUIRED: Final = "approval_required"
 APPROVAL_DENIED: Final = "approval_denied"
+EXCEEDS_PARENT_SCOPE: Final = "exceeds_parent_scope"
 
 ReasonCode = Literal[
     "no_grant",
@@ -57,6 +59,7 @@ ReasonCode = Literal[
     "plan_exceeds_policy",
     "approval_required",
     "approval_denied",
+    "exceeds_parent_scope",
 ]
 
 CALL_REASONS: Final = frozenset(
@@ -75,7 +78,7 @@ CALL_REASONS: Final = frozenset(
 )
 """Codes a tool-call decision can carry."""
 
-MINT_REASONS: Final = frozenset({PLAN_EXCEEDS_POLICY, APPROVAL_REQUIRED, APPROVAL_DENIED})
+MINT_REASONS: Final = frozenset({PLAN_EXCEEDS_POLICY, APPROVAL_REQUIRED, APPROVAL_DENIED, EXCEEDS_PARENT_SCOPE})
 """Codes a refused plan can carry (at mint time)."""
 
 _DESCRIPTIONS: Final[dict[str, str]] = {
@@ -92,6 +95,7 @@ _DESCRIPTIONS: Final[dict[str, str]] = {
     PLAN_EXCEEDS_POLICY: "the plan asks for more than the agent's policy allows",
     APPROVAL_REQUIRED: "a step needs approval and no approval hook is configured",
     APPROVAL_DENIED: "a step needs approval and the approver said no",
+    EXCEEDS_PARENT_SCOPE: "a delegated plan asks for more than its parent task holds (tool, argument or budget)",
 }
 
 

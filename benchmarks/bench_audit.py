@@ -1,9 +1,11 @@
 """Cost of the durable decision log (agent_guard.audit.DecisionLog).
 
 1. Per-call overhead: median µs of ``guard.authorize`` (allowed call, 3 arguments, no-op tracer)
-   without a log, with the log (fsync="batch", the default; "never"; "always"), vs an unguarded call.
+   without a log, with the log (fsync="batch", the default; "never"; "always"; "batch" with signed
+   checkpoints every 100 records), vs an unguarded call.
 2. Burst throughput: 20,000 decisions from 4 threads at once into one log, records/s (and a
-   smaller burst with fsync="always", where the disk's fsync latency sets the pace).
+   smaller burst with fsync="always", where the disk's fsync latency sets the pace), unsigned and signed.
+3. Verifying the burst log: chain only, and chain + every checkpoint signature (``--jwks``).
 
 Run: ``.venv/bin/python benchmarks/bench_audit.py`` (about 30-60 s). Prints figures, asserts nothing.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from opentelemetry.trace import NoOpTracerProvider
 
-from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, Step
+from agent_guard import AgentIdentity, Capability, Guard, KeySet, Plan, Policy, Step
 from agent_guard.audit import DecisionLog, verify_log
 
 CALLS = 5_000
@@ -34,6 +36,7 @@ POLICY = Policy(agent_id="bench-bot", capabilities=[
                                    "body": {"max_len": 2000}}),
 ])
 ME = AgentIdentity(agent_id="bench-bot", user_id="u-1")
+KEYS = KeySet.generate()
 
 
 def plan(calls: int) -> Plan:
@@ -70,7 +73,7 @@ def per_call_us(guard: Guard | None) -> float:
 def with_log(directory: Path, name: str, **options: object) -> tuple[Guard, DecisionLog]:
     """A guard (no-op tracer) writing to a fresh log."""
     log = DecisionLog(directory / f"{name}.jsonl", **options)  # type: ignore[arg-type]
-    return Guard(POLICY, tracer_provider=NoOpTracerProvider(), decision_log=log), log
+    return Guard(POLICY, keys=KEYS, tracer_provider=NoOpTracerProvider(), decision_log=log), log
 
 
 def burst(directory: Path, name: str, total: int, **options: object) -> tuple[float, int]:
@@ -107,24 +110,38 @@ def main() -> int:
         directory = Path(tmp)
         bare = per_call_us(None)
         no_log = per_call_us(Guard(POLICY, tracer_provider=NoOpTracerProvider()))
-        print(f"\n{'case':42} {'µs/call':>9} {'vs guard w/o log':>17} {'log overhead µs':>16}")
-        print(f"{'unguarded call':42} {bare:9.2f}")
-        print(f"{'guard.authorize, no log':42} {no_log:9.2f} {1.0:16.2f}x")
-        for fsync in ("batch", "never", "always"):
-            guard, log = with_log(directory, f"per-call-{fsync}", fsync=fsync)
+        print(f"\n{'case':48} {'µs/call':>9} {'vs guard w/o log':>17} {'log overhead µs':>16}")
+        print(f"{'unguarded call':48} {bare:9.2f}")
+        print(f"{'guard.authorize, no log':48} {no_log:9.2f} {1.0:16.2f}x")
+        for fsync, signed in (("batch", False), ("never", False), ("always", False), ("batch", True)):
+            extra = {"signing_keys": KEYS} if signed else {}
+            guard, log = with_log(directory, f"per-call-{fsync}-{signed}", fsync=fsync, **extra)
             us = per_call_us(guard)
             log.close()
-            label = f"guard.authorize + DecisionLog({fsync!r})"
-            print(f"{label:42} {us:9.2f} {us / no_log:16.2f}x {us - no_log:16.2f}")
+            label = f"guard.authorize + DecisionLog({fsync!r}{', signed' if signed else ''})"
+            print(f"{label:48} {us:9.2f} {us / no_log:16.2f}x {us - no_log:16.2f}")
 
         print(f"\nburst: {BURST} decisions from {THREADS} threads at once")
         rate, records = burst(directory, "burst-batch", BURST)
         print(f"  fsync='batch'  {rate:10,.0f} records/s  ({records} records in the log, chain verified)")
+        rate, records = burst(directory, "burst-signed", BURST, signing_keys=KEYS)
+        print(f"  fsync='batch', signed {rate:10,.0f} records/s  ({records} records, checkpoints every 100, verified)")
         rate, records = burst(directory, "burst-never", BURST, fsync="never")
         print(f"  fsync='never'  {rate:10,.0f} records/s  ({records} records in the log, chain verified)")
         small = 4_000
         rate, records = burst(directory, "burst-always", small, fsync="always")
         print(f"  fsync='always' {rate:10,.0f} records/s  ({small} decisions; {records} records, chain verified)")
+
+        signed_log = directory / "burst-signed.jsonl"
+        start = time.perf_counter()
+        chain = verify_log(signed_log)
+        chain_s = time.perf_counter() - start
+        start = time.perf_counter()
+        full = verify_log(signed_log, jwks=KEYS.jwks(), require_final_checkpoint=True)
+        full_s = time.perf_counter() - start
+        assert chain.ok and full.ok, full
+        print(f"\nverify {full.records} records: chain only {chain_s * 1000:.0f} ms; "
+              f"chain + {full.checkpoints} checkpoint signatures {full_s * 1000:.0f} ms")
     return 0
 
 

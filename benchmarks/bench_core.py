@@ -1,7 +1,7 @@
 """Core benchmarks: decision, guarded call with span, mint, and decision cost vs plan size.
 
 Run: ``.venv/bin/python benchmarks/bench_core.py``. Prints medians of interleaved samples; asserts
-nothing. DESIGN.md targets: decision ≤ 5 µs; guarded call incl. span ≤ 30 µs over bare; mint ≤ 150 µs;
+nothing. Targets (docs/design.md): decision ≤ 5 µs; guarded call incl. span ≤ 30 µs over bare; mint ≤ 150 µs;
 decision at 1,000 steps ≤ 1.2x the 1-step figure.
 """
 

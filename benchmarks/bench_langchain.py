@@ -1,7 +1,7 @@
 """LangChain adapter overhead: guarded / unguarded ``tool.invoke``, and the middleware in a create_agent loop.
 
 Run: ``.venv/bin/python benchmarks/bench_langchain.py``. Prints medians (µs) and ratios; asserts nothing.
-Target (DESIGN.md): guarded LangChain tool ``invoke`` / unguarded <= 1.10.
+Target (docs/design.md): guarded LangChain tool ``invoke`` / unguarded <= 1.10.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ spans = SpanCapture()                # the same decisions as spans, in memory
 
 policy = Policy(agent_id="support-bot", capabilities=[
     Capability("crm_lookup", args={"customer_id": {"regex": r"C-\\d+"}}),
-    Capability("send_email", args={"to": {"glob": "*@example.com"}, "body": {"max_len": 2000}}),
+    Capability("send_email", args={"to": {"email_domain_in": ["example.com"]}, "body": {"max_len": 2000}}),
     Capability("refund", args={"order_id": {"prefix": "O-"}, "amount": {"min": 0, "max": 100}}),
 ])
 guard = Guard(policy, tracer_provider=spans.provider, decision_log=log)"""),

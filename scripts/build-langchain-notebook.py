@@ -45,7 +45,8 @@ def delete_customer(customer_id: str) -> str:
 tools = [crm_lookup, send_email, delete_customer]
 policy = Policy(agent_id="support-bot", capabilities=[
     Capability("crm_lookup", args={"customer_id": {"regex": r"C-\\d+"}}),
-    Capability("send_email", args={"to": {"glob": "*"}, "subject": {"max_len": 200}, "body": {"max_len": 2000}}),
+    Capability("send_email", args={"to": {"email_domain_in": ["example.com"]}, "subject": {"max_len": 200},
+                                           "body": {"max_len": 2000}}),
 ])
 spans = SpanCapture()                      # an in-memory OpenTelemetry SDK exporter
 guard = Guard(policy, tracer_provider=spans.provider)

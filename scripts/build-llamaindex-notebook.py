@@ -49,7 +49,8 @@ def delete_customer(customer_id: str) -> str:
 tools = [FunctionTool.from_defaults(f) for f in (crm_lookup, send_email, remember, delete_customer)]
 policy = Policy(agent_id="support-bot", capabilities=[
     Capability("crm_lookup", args={"customer_id": {"regex": r"C-\\d+"}}),
-    Capability("send_email", args={"to": {"glob": "*"}, "subject": {"max_len": 200}, "body": {"max_len": 2000}}),
+    Capability("send_email", args={"to": {"email_domain_in": ["example.com"]}, "subject": {"max_len": 200},
+                                           "body": {"max_len": 2000}}),
     Capability("remember", args={"key": {"any": True}, "value": {"max_len": 200}}),
 ])
 spans = SpanCapture()                      # an in-memory OpenTelemetry SDK exporter

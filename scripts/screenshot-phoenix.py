@@ -43,7 +43,7 @@ def run_agent(endpoint: str) -> None:
     """A support bot: a lookup, an injected refund (denied), the planned email."""
     policy = Policy(agent_id="support-bot", capabilities=[
         Capability("crm_lookup", args={"customer_id": {"regex": r"C-\d+"}}),
-        Capability("send_email", args={"to": {"glob": "*@example.com"}, "body": {"max_len": 2000}}),
+        Capability("send_email", args={"to": {"email_domain_in": ["example.com"]}, "body": {"max_len": 2000}}),
         Capability("refund", args={"order_id": {"prefix": "O-"}, "amount": {"min": 0, "max": 100}}),
     ])
     provider = configure_otlp(endpoint, service_name="support-bot", project_name=PROJECT)

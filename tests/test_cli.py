@@ -35,6 +35,44 @@ def test_installed_entry_point_runs_the_demo() -> None:
     assert "plan_completed" in result.stdout
 
 
+# Runs the demo in a fresh interpreter where `opentelemetry.sdk` cannot be imported (a plain install).
+_WITHOUT_SDK = """
+import importlib.abc, sys
+
+class NoSdk(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry.sdk" or name.startswith("opentelemetry.sdk."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, NoSdk())
+try:
+    import opentelemetry.sdk.trace
+except ImportError:
+    pass
+else:
+    sys.exit("the blocker did not block")
+from agent_guard.cli import main
+code = main(["demo"])
+print("SDK loaded:", sorted(m for m in sys.modules if m.startswith("opentelemetry.sdk")), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_demo_runs_without_the_opentelemetry_sdk() -> None:
+    """A plain `pip install agent-guard` has no SDK: the demo still prints its audit table, from its signed log."""
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_SDK], capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert "SDK loaded: []" in result.stderr
+    out = result.stdout
+    assert "8. The audit trail" in out and "needs an optional dependency" not in out + result.stderr
+    table = out[out.index("8. The audit trail"):].splitlines()
+    assert table[1].split() == ["tool", "outcome", "reason", "step", "task"]
+    assert any(line.split()[:3] == ["delete_account", "deny", "tool_not_in_scope"] for line in table[3:])
+    assert "--jwks jwks.json: OK," in out and "signed checkpoint(s)" in out
+
+
 def test_keys_and_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str], guard: Guard, plan: Plan,
                           identity: AgentIdentity) -> None:
     """keys prints a public JWKS and writes a 0600 private set; inspect verifies against a JWKS."""

@@ -156,3 +156,129 @@ class TestConjunctionWithALiteral:
             check = compile_conjunction(specs)
             assert check is not None
             assert not any(check(v) for v in (math.nan, math.inf, 1, 0)), specs
+
+
+class TestEmailDomainIn:
+    """email_domain_in: exactly one plain address whose domain is listed; glob on addresses is not enough."""
+
+    SPEC = {"email_domain_in": ["example.com", "Bücher.example"]}
+    BYPASSES = ["mallory@evil.com,alice@example.com", "mallory@evil.com\r\nBcc: a@example.com",
+                "<mallory@evil.com> a@example.com"]
+
+    def test_the_glob_findings_are_refused(self) -> None:
+        """The three values that passed glob '*@example.com' are refused; glob itself still passes two."""
+        for value in self.BYPASSES:
+            assert not ok(self.SPEC, value), value
+        glob = compile_constraint({"glob": "*@example.com"})
+        assert [glob(v) for v in self.BYPASSES] == [True, False, True]  # why addresses need email_domain_in
+
+    @pytest.mark.parametrize("value", ["alice@example.com", "ALICE@Example.COM", "a.b+tag@example.com",
+                                       "o'neil@example.com", "x@xn--bcher-kva.example", "{}|~!#$%&*/=?^_`@example.com"])
+    def test_plain_addresses(self, value: str) -> None:
+        assert ok(self.SPEC, value)
+
+    @pytest.mark.parametrize("value", [
+        "Alice <alice@example.com>", "alice@example.com (Alice)", '"alice"@example.com', '"a@evil.com"@example.com',
+        "alice@example.com,", "alice@example.com;b@example.com", " alice@example.com", "alice@example.com ",
+        "alice@example.com\n", "ali\x00ce@example.com", "alice@sub.example.com", "alice@example.com.",
+        "alice@example.com.evil.com", "alice@[127.0.0.1]", "alice@", "@example.com", "alice", ".alice@example.com",
+        "alice.@example.com", "a..b@example.com", "a@b@example.com", "é@example.com", "alice@bücher.example",
+        "alice@example\u3002com", "alice@\uff45xample.com", "a" * 65 + "@example.com", ["alice@example.com"], None,
+    ])
+    def test_everything_else_is_refused(self, value: object) -> None:
+        assert not ok(self.SPEC, value), value
+
+    def test_operand_is_canonicalized_and_validated(self) -> None:
+        assert normalize_constraint({"email_domain_in": ["Example.COM.", "bücher。example"]}) == {
+            "email_domain_in": ["example.com", "xn--bcher-kva.example"]}
+        for bad, fragment in [([], "non-empty list"), (["1.2.3.4"], "not IP addresses"), (["[::1]"], "not IP"),
+                              (["a b.com"], "not a valid host name"), (["*.example.com"], "not a valid host name"),
+                              ("example.com", "non-empty list")]:
+            with pytest.raises(ConfigError, match=fragment):
+                normalize_constraint({"email_domain_in": bad}, "to")
+
+
+class TestHostIn:
+    """host_in: the operand is canonicalized at load; the URL must be unambiguous (see tests/security)."""
+
+    def test_operand_canonical_form(self) -> None:
+        assert normalize_constraint({"host_in": ["API.Example.com.", "bücher.example", "[0:0::1]", "192.0.2.1"]}) == {
+            "host_in": ["api.example.com", "xn--bcher-kva.example", "[::1]", "192.0.2.1"]}
+
+    @pytest.mark.parametrize("host", ["127.1", "0x7f.0.0.1", "1.2.3.04", "a.b.09", "faß.de", "a_b.com", "-a.com",
+                                      "a..b", "a b", "[fe80::1%eth0]", "xn--zz.com", "", "x" * 64 + ".com"])
+    def test_invalid_hosts_are_config_errors(self, host: str) -> None:
+        with pytest.raises(ConfigError, match="url.host_in"):
+            normalize_constraint({"host_in": [host]}, "url")
+
+    def test_the_finding(self) -> None:
+        """urllib.parse reads good.com here, urllib3/requests connect to 127.0.0.1: refused."""
+        assert not ok({"host_in": ["good.com"]}, "https://127.0.0.1:9\\@good.com/")
+        assert ok({"host_in": ["good.com"]}, "https://good.com:9/a@b")
+
+
+class TestPathPrefix:
+    """path_prefix: absolute, no '..', no NUL or backslash, compared on component boundaries."""
+
+    ROOT = {"path_prefix": "/srv/reports"}
+
+    @pytest.mark.parametrize("value", ["/srv/reports", "/srv/reports/", "/srv/reports/q3.csv", "/srv/reports/./q3.csv",
+                                       "/srv//reports//q3.csv", "//srv/reports/q3.csv", "/srv/reports/.", "/srv/./reports"])
+    def test_inside(self, value: str) -> None:
+        assert ok(self.ROOT, value)
+
+    @pytest.mark.parametrize("value", [
+        "/srv/reports/../../home/alice/secrets.csv", "/srv/reports/..", "/srv/reports/../reports/q3.csv",
+        "/srv/reports/a/../../x", "/srv/reports-evil/x", "/srv/report", "/srv", "/", "srv/reports/q3.csv",
+        "./srv/reports", "", "/srv/reports/q3.csv\0.txt", "/srv/reports\0", "/srv/reports/..\\..\\etc\\passwd",
+        "\\srv\\reports\\x", "~/srv/reports", b"/srv/reports/x", ["/srv/reports/x"],
+    ])
+    def test_outside(self, value: object) -> None:
+        assert not ok(self.ROOT, value), value
+
+    def test_operand(self) -> None:
+        assert normalize_constraint({"path_prefix": "/srv//reports/./"}) == {"path_prefix": "/srv/reports"}
+        for bad in ("srv", "/srv/../etc", "/srv\0", "C:\\srv", 5):
+            with pytest.raises(ConfigError, match="absolute POSIX path"):
+                normalize_constraint({"path_prefix": bad})
+
+
+class TestGlobAndControlCharacters:
+    """A glob never matches a value with a control character, and refuses a pattern holding one."""
+
+    @pytest.mark.parametrize("value", ["a\r\nb.txt", "a\n.txt", "\x00.txt", "a\x7f.txt", "a\x85.txt", "a\u2028.txt",
+                                       "a\x1b[31m.txt"])
+    def test_control_characters_never_match(self, value: str) -> None:
+        assert not ok({"glob": "*.txt"}, value)
+        assert not ok({"glob": "*"}, value)
+
+    def test_pattern_with_a_control_character(self) -> None:
+        with pytest.raises(ConfigError, match="never matches control characters"):
+            normalize_constraint({"glob": "*\n*"})
+
+    def test_literal_stars_and_segments(self) -> None:
+        assert ok({"glob": r"a\*b*"}, "a*bc") and not ok({"glob": r"a\*b*"}, "axbc")
+        assert ok({"glob": "a*b*a"}, "aba") and not ok({"glob": "a*b*a"}, "ab")
+        assert ok({"glob": "**"}, "") and ok({"glob": ""}, "") and not ok({"glob": ""}, "x")
+
+
+class TestExactTypes:
+    """No coercion: tuples are not lists, subclasses are not their base type, operands are canonical."""
+
+    def test_tuples_never_equal_lists(self) -> None:
+        assert ok({"eq": [1, 2]}, [1, 2]) and not ok({"eq": [1, 2]}, (1, 2))
+        assert not ok({"in": [[1]]}, (1,))
+        assert not ok({"each": {"min": 0}}, (1, 2))
+
+    def test_operand_tuples_become_lists(self) -> None:
+        assert normalize_constraint({"eq": (1, (2, 3))}) == {"eq": [1, [2, 3]]}
+        assert normalize_constraint((1, 2)) == {"eq": [1, 2]}
+
+    def test_folded_literal_is_exact(self) -> None:
+        """A step literal ANDed with a ceiling folds to an exact-type equality."""
+
+        class Sub(str):
+            pass
+
+        check = compile_conjunction(["alice@example.com", {"email_domain_in": ["example.com"]}])
+        assert check is not None and check("alice@example.com") and not check(Sub("alice@example.com"))

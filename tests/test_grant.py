@@ -46,7 +46,7 @@ def resign(keys: KeySet, claims: dict[str, Any], **headers: Any) -> str:
 
 
 def test_claim_set(minted: tuple[str, dict[str, Any]], keys: KeySet, clock: FakeClock) -> None:
-    """Header and claims follow DESIGN.md: typ, kid, sub=user, act.sub=agent, txn, tctx, details per step."""
+    """Header and claims follow docs/design.md: typ, kid, sub=user, act.sub=agent, txn, tctx, details per step."""
     token, _ = minted
     header = jwt.get_unverified_header(token)
     assert header["typ"] == "agent-grant+jwt" and header["alg"] == "EdDSA" and header["kid"] == keys.current.kid
@@ -191,3 +191,65 @@ def test_ids_are_hex(plan: Plan, policy: Policy, identity: AgentIdentity, clock:
         _, claims = mint_grant(KeySet.generate("HS256"), derive_scope(plan, policy), identity, ttl_s=60, now=clock())
         assert len(claims["jti"]) == 32 and len(claims["txn"]) == 24
         int(claims["jti"], 16), int(claims["txn"], 16)
+
+
+class TestStrictClaims:
+    """Claims carry the JSON types RFC 7519 gives them; nothing is coerced (a string exp is refused)."""
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            lambda c: {"exp": str(c["exp"])},
+            lambda c: {"iat": str(c["iat"])},
+            lambda c: {"nbf": str(c["nbf"])},
+            lambda c: {"exp": float(c["exp"])},
+            lambda c: {"sub": 42},
+            lambda c: {"jti": int("1" * 20)},
+            lambda c: {"txn": 7},
+            lambda c: {"act": {"sub": 7}},
+            lambda c: {"tctx": {**c["tctx"], "steps": "2"}},
+            lambda c: {"tctx": {**c["tctx"], "ordered": 0}},
+            lambda c: {"tctx": {**c["tctx"], "plan_hash": 1}},
+        ],
+    )
+    def test_wrong_json_types_are_refused(self, change: Any, minted: tuple[str, dict[str, Any]],
+                                          keys: KeySet, clock: FakeClock) -> None:
+        """Each claim with the right value in a coercible but wrong JSON type is refused, even when signed."""
+        expect(reasons.INVALID_GRANT, resign(keys, {**minted[1], **change(minted[1])}), keys, clock)
+
+    def test_the_original_types_still_verify(self, minted: tuple[str, dict[str, Any]], keys: KeySet,
+                                             clock: FakeClock) -> None:
+        """Re-signing the same claims verifies (the refusals above are about the types alone)."""
+        assert verify_grant(resign(keys, dict(minted[1])), keys, clock=clock).tctx.steps == 2
+
+
+class TestDeepNesting:
+    """Deeply nested JSON from the wire is a GrantError, never a RecursionError."""
+
+    def test_a_header_nested_100_000_deep(self, keys: KeySet, clock: FakeClock) -> None:
+        header = '{"kid":' + "[" * 100_000 + "]" * 100_000 + "}"
+        b64 = jwt.utils.base64url_encode
+        token = f"{b64(header.encode()).decode()}.{b64(b'{}').decode()}.{b64(b'sig').decode()}"
+        expect(reasons.INVALID_GRANT, token, keys, clock)
+
+    def test_a_signed_payload_nested_100_000_deep(self, minted: tuple[str, dict[str, Any]], clock: FakeClock) -> None:
+        keys = KeySet.generate("HS256")
+        payload = json.dumps({k: v for k, v in minted[1].items() if k != "authorization_details"})
+        payload = payload[:-1] + ', "authorization_details": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        key = keys.current
+        token = jwt.api_jws.PyJWS().encode(payload.encode(), key.private, algorithm=key.alg,
+                                           headers={"typ": "agent-grant+jwt", "kid": key.kid})
+        expect(reasons.INVALID_GRANT, token, keys, clock)
+
+
+def test_mint_refuses_a_grant_over_the_token_limit(identity: AgentIdentity, clock: FakeClock) -> None:
+    """A plan whose grant would exceed MAX_TOKEN_BYTES fails at mint with the size, the limit and the fix."""
+    from agent_guard import Step
+
+    policy = Policy(agent_id="support-bot", capabilities=[{"tool": "t", "args": {"x": {"any": True}}}])
+    plan = Plan(steps=[Step("t", args={"x": f"{i:04}" + "v" * 600}) for i in range(1_000)])
+    with pytest.raises(ConfigError, match=r"would be [\d,]+ bytes, above the 524,288-byte limit .*split the plan"):
+        mint_grant(KeySet.generate(), derive_scope(plan, policy), identity, ttl_s=60, now=clock())
+    small = Plan(steps=[Step("t", args={"x": "v" * 600})] * 100)
+    token, _ = mint_grant(KeySet.generate(), derive_scope(small, policy), identity, ttl_s=60, now=clock())
+    assert len(token) < 512 * 1024

@@ -93,7 +93,7 @@ class TestBudgetsAndRevocation:
         """Spending the last budget revokes the grant (plan_completed); later calls read scope reasons first."""
         with guard.task(plan, identity=identity) as task:
             assert guard.authorize("crm_lookup", {"customer_id": "C-42"}).allowed
-            assert guard.authorize("send_email", {"to": "alice@example.com"}).allowed
+            assert guard.authorize("send_email", {"to": "alice@example.com", "subject": "s", "body": "b"}).allowed
             assert task.revoked and task.revocation_reason == "plan_completed"
             again = guard.authorize("crm_lookup", {"customer_id": "C-42"})
             assert again.reason == reasons.BUDGET_EXHAUSTED and "plan allows" not in again.message

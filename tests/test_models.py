@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent_guard import AgentIdentity, Capability, ConfigError, Decision, Plan, Policy, Step
+from agent_guard.authorization._models import MAX_PLAN_STEPS
 
 POLICY = {
     "agent_id": "support-bot",
@@ -98,3 +99,43 @@ def test_identity_subject() -> None:
 def test_decision_is_truthy_when_allowed() -> None:
     """bool(decision) is the verdict."""
     assert Decision(allowed=True, tool="t") and not Decision(allowed=False, tool="t", reason="no_grant")
+
+
+class TestHostilePolicies:
+    """Oversized or overdeep policies and plans are ConfigErrors naming the problem, never a crash."""
+
+    DEEP = '{"agent_id": "a", "capabilities": [{"tool": "t", "args": {"x": {"eq": ' + "[" * 50_000 + "]" * 50_000 + "}}}]}"
+
+    def test_a_50_000_deep_json_policy_file(self, tmp_path: Path) -> None:
+        (tmp_path / "deep.json").write_text(self.DEEP)
+        with pytest.raises(ConfigError, match="nested too deeply"):
+            Policy.from_file(tmp_path / "deep.json")
+
+    def test_a_deep_yaml_policy_file(self, tmp_path: Path) -> None:
+        (tmp_path / "deep.yaml").write_text("agent_id: a\ncapabilities: " + "[" * 50_000 + "]" * 50_000 + "\n")
+        with pytest.raises(ConfigError, match="nested too deeply"):
+            Policy.from_file(tmp_path / "deep.yaml")
+
+    def test_deep_json_text_and_dicts(self) -> None:
+        with pytest.raises(ConfigError):
+            Policy.model_validate_json(self.DEEP)
+        deep: object = []
+        for _ in range(50_000):
+            deep = [deep]
+        with pytest.raises(ConfigError, match="nested deeper than 32"):
+            Policy.model_validate({"agent_id": "a", "capabilities": [{"tool": "t", "args": {"x": {"eq": deep}}}]})
+        each: object = {"any": True}
+        for _ in range(5_000):
+            each = {"each": each}
+        with pytest.raises(ConfigError, match="nested deeper than 8"):
+            Step("t", args={"x": each})
+
+    def test_numbers_beyond_the_limits(self) -> None:
+        with pytest.raises(ConfigError, match=r"amount\.min: needs a number within ±2\*\*53"):
+            Capability("refund", args={"amount": {"min": 10**400}})
+
+    def test_plan_size_limit(self) -> None:
+        assert MAX_PLAN_STEPS == 1_000
+        Plan(steps=[Step("t")] * MAX_PLAN_STEPS)
+        with pytest.raises(ConfigError, match="1,001 steps, above the limit of 1,000; split the task"):
+            Plan(steps=[Step("t")] * (MAX_PLAN_STEPS + 1))

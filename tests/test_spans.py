@@ -17,7 +17,7 @@ def attrs(span: object) -> dict[str, object]:
 
 
 def test_allow_and_deny_spans(guard: Guard, plan: Plan, identity: AgentIdentity, spans: SpanCapture) -> None:
-    """Attributes of DESIGN.md on both; a denial has status ERROR, error.type and the reason."""
+    """Attributes of docs/design.md on both; a denial has status ERROR, error.type and the reason."""
     with guard.task(plan, identity=identity) as task:
         guard.authorize("crm_lookup", {"customer_id": "C-42"}, call_id="call-1")
         guard.authorize("send_email", {"to": "mallory@evil.com"}, call_id="call-2")

@@ -3,7 +3,8 @@
 Writing: each record is appended with a single ``os.write`` on an ``O_APPEND`` descriptor while a
 lock is held, before the guarded call goes on, so no record is ever dropped (a caller waits for
 the lock instead) and a crash of the process loses at most the record being written. ``fsync``
-controls durability against a power or kernel failure (see :class:`DecisionLog`).
+controls durability against a power or kernel failure (see :class:`DecisionLog`). With
+``signing_keys`` the log also appends signed checkpoints (:mod:`agent_guard.audit._checkpoint`).
 """
 
 from __future__ import annotations

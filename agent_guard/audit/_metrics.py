@@ -22,20 +22,14 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import metrics
-from opentelemetry.metrics import Counter, Histogram, MeterProvider, NoOpMeterProvider
+from opentelemetry.metrics import Counter, Histogram, MeterProvider
 
 from agent_guard import semconv as sc
+from agent_guard._version import __version__
 
 if TYPE_CHECKING:
     from agent_guard.audit._record import TaskRecord
     from agent_guard.authorization._models import Decision
-
-try:  # the API's stand-in until a global provider is set: it records nothing either
-    from opentelemetry.metrics._internal import _ProxyMeterProvider
-
-    _NOT_RECORDING: tuple[type, ...] = (NoOpMeterProvider, _ProxyMeterProvider)
-except ImportError:  # pragma: no cover - a later API without the private class
-    _NOT_RECORDING = (NoOpMeterProvider,)
 
 __all__ = ["OTHER_TOOL", "DecisionMetrics"]
 
@@ -84,10 +78,8 @@ class DecisionMetrics:
         if self._on:
             return True
         provider = self.meter_provider if self.meter_provider is not None else metrics.get_meter_provider()
-        if isinstance(provider, _NOT_RECORDING):
+        if type(provider).__module__.startswith("opentelemetry.metrics"):  # the API's no-op or proxy stand-in
             return False
-        from agent_guard import __version__
-
         with self._lock:
             if not self._on:
                 meter = provider.get_meter("agent_guard", __version__)

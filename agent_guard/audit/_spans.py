@@ -68,16 +68,18 @@ class SpanEmitter:
         return True
 
     # -- task ---------------------------------------------------------------------------------
-    def start_task(self, task: TaskRecord) -> Span | None:
-        """Start ``invoke_agent {agent}`` under the current span, without making it current.
+    def start_task(self, task: TaskRecord, parent: Span | None = None) -> Span | None:
+        """Start ``invoke_agent {agent}`` under ``parent`` (else the current span), without making it current.
 
         ``None`` without a tracing SDK (nothing would be recorded).
         """
         if not self.sdk_present():
             return None
         attributes = {sc.OPERATION_NAME: "invoke_agent", **task.base_attributes}
+        context = trace.set_span_in_context(parent) if parent is not None else None
         return self.tracer.start_span(
-            sc.invoke_agent_span_name(task.identity.agent_id), kind=SpanKind.INTERNAL, attributes=attributes
+            sc.invoke_agent_span_name(task.identity.agent_id), context=context, kind=SpanKind.INTERNAL,
+            attributes=attributes,
         )
 
     @staticmethod

@@ -19,10 +19,11 @@ from typing import Any, Final
 from agent_guard.authorization._hosts import canonical_host, compile_email_domain_in, compile_host_in
 from agent_guard.authorization._patterns import MAX_REGEX_LEN, MAX_REGEX_PROGRAM, compile_glob, compile_regex
 from agent_guard.authorization._values import (
-    MAX_LIST_ITEMS,
     MAX_MATCH_INPUT,
+    MAX_SAFE_NUMBER,
+    MAX_VALUE_ITEMS,
     SCALAR_TYPES,
-    is_number,
+    in_safe_range,
     is_plain,
     json_operand,
     strict_equal,
@@ -31,10 +32,10 @@ from agent_guard.exceptions import ConfigError
 
 __all__ = [
     "MAX_EACH_DEPTH",
-    "MAX_LIST_ITEMS",
     "MAX_MATCH_INPUT",
     "MAX_REGEX_LEN",
     "MAX_REGEX_PROGRAM",
+    "MAX_VALUE_ITEMS",
     "OPERATORS",
     "Constraint",
     "Predicate",
@@ -110,6 +111,8 @@ def _operand(op: str, operand: Any, where: str, each_depth: int) -> Any:
         finite = isinstance(operand, int) or (isinstance(operand, float) and math.isfinite(operand))
         if isinstance(operand, bool) or not finite:
             raise _fail(where, "needs a finite number (not bool, NaN or infinity)")
+        if not -MAX_SAFE_NUMBER <= operand <= MAX_SAFE_NUMBER:
+            raise _fail(where, "needs a number within ±2**53 (the range JSON numbers keep exactly everywhere)")
         return json_operand(operand, where)
     if op == "max_len":
         if not isinstance(operand, int) or isinstance(operand, bool) or operand < 0:
@@ -196,7 +199,7 @@ def _path_prefix(prefix: str) -> Predicate:
 
 def _each(spec: Any) -> Predicate:
     inner = _compile(spec)
-    return lambda v: type(v) is list and len(v) <= MAX_LIST_ITEMS and all(inner(item) for item in v)
+    return lambda v: type(v) is list and len(v) <= MAX_VALUE_ITEMS and all(map(inner, v))
 
 
 _COMPILERS: Final[dict[str, Callable[[Any], Predicate]]] = {
@@ -205,8 +208,8 @@ _COMPILERS: Final[dict[str, Callable[[Any], Predicate]]] = {
     "prefix": lambda p: lambda v: type(v) is str and v.startswith(p),
     "glob": lambda p: compile_glob(p, "glob"),
     "regex": lambda p: compile_regex(p, "regex"),
-    "min": lambda bound: lambda v: is_number(v) and v >= bound,
-    "max": lambda bound: lambda v: is_number(v) and v <= bound,
+    "min": lambda bound: lambda v: in_safe_range(v) and v >= bound,
+    "max": lambda bound: lambda v: in_safe_range(v) and v <= bound,
     "max_len": lambda limit: lambda v: (type(v) is str or type(v) is list) and len(v) <= limit,
     "host_in": compile_host_in,
     "email_domain_in": compile_email_domain_in,

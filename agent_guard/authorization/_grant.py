@@ -33,6 +33,8 @@ GRANT_TYP: Final = "agent-grant+jwt"
 DEFAULT_ISSUER: Final = "urn:agent-guard:issuer"
 DEFAULT_AUDIENCE: Final = "urn:agent-guard:pep"
 MAX_LEEWAY_S: Final = 30
+MAX_DELEGATION_DEPTH: Final = 8
+"""Hard cap on a grant's delegation chain (a policy's ``max_delegation_depth`` is usually far lower)."""
 MAX_TOKEN_BYTES: Final = 512 * 1024
 """Larger tokens are refused before parsing (a 1,000-step plan makes a ~150 KB grant)."""
 _ACCEPTED_TYP: Final = frozenset({GRANT_TYP, f"application/{GRANT_TYP}"})
@@ -71,6 +73,10 @@ class TaskContextClaim(_Claims):
     steps: StrictInt = Field(ge=1)
     ordered: StrictBool = False
     tenant: StrictStr | None = None
+    parent: StrictStr | None = None
+    """The ``jti`` of the grant this one was delegated from (``None`` for a top-level grant)."""
+    run: StrictStr | None = None
+    """The grant store's run id when it is not the ``txn`` (a delegated or replanned grant: ``txn:jti``)."""
 
 
 class GrantClaims(_Claims):
@@ -98,6 +104,26 @@ class GrantClaims(_Claims):
         return self.act.sub
 
     @property
+    def actors(self) -> tuple[str, ...]:
+        """The delegation chain, current actor first: ``("researcher", "support-bot")``."""
+        chain: list[str] = []
+        actor: Actor | None = self.act
+        while actor is not None:
+            chain.append(actor.sub)
+            actor = actor.act
+        return tuple(chain)
+
+    @property
+    def run_id(self) -> str:
+        """The grant store's run id of this grant (``tctx.run``, else the ``txn``)."""
+        return self.tctx.run or self.txn
+
+    @property
+    def delegation_depth(self) -> int:
+        """0 for a grant minted for a task, 1 for its delegated child, and so on."""
+        return len(self.actors) - 1
+
+    @property
     def tools(self) -> tuple[str, ...]:
         """The distinct tools the grant covers."""
         return tuple(dict.fromkeys(str(d.get("identifier")) for d in self.authorization_details))
@@ -123,8 +149,14 @@ def mint_grant(
     issuer: str = DEFAULT_ISSUER,
     audience: str = DEFAULT_AUDIENCE,
     task_id: str | None = None,
+    parent: GrantClaims | None = None,
+    own_run: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """Sign a grant for ``scope``. Returns ``(token, claims)``; the caller verifies before use.
+
+    With ``parent`` (the claims of the delegating task's grant) the grant is a child: the same
+    ``sub`` and ``txn``, ``act`` nesting the parent's actor chain (RFC 8693: the outermost
+    ``act.sub`` is the current actor), and the parent's ``jti`` in ``tctx.parent``.
 
     Raises :class:`ConfigError` when the token would exceed :data:`MAX_TOKEN_BYTES` (no verifier
     would accept it).
@@ -133,15 +165,19 @@ def mint_grant(
         raise ConfigError(f"ttl_s: {ttl_s} is outside 1..{MAX_TTL_S} seconds")
     key = keys.current
     iat = int(now)
+    actor: dict[str, Any] = {"sub": identity.agent_id}
+    if parent is not None:
+        actor["act"] = parent.act.model_dump(exclude_none=True)
+        task_id = parent.txn
     claims: dict[str, Any] = {
         "iss": issuer,
-        "sub": identity.subject,
+        "sub": parent.sub if parent is not None else identity.subject,
         "aud": audience,
         "iat": iat,
         "nbf": iat,
         "exp": iat + ttl_s,
         "jti": secrets.token_hex(16),  # hex: ids never start with "-" (command lines, grep)
-        "act": {"sub": identity.agent_id},
+        "act": actor,
         "txn": task_id or secrets.token_hex(12),
         "tctx": {
             "plan_hash": scope.plan_hash,
@@ -153,6 +189,10 @@ def mint_grant(
     }
     if identity.tenant is not None:
         claims["tctx"]["tenant"] = identity.tenant
+    if parent is not None:
+        claims["tctx"]["parent"] = parent.jti
+    if parent is not None or own_run:
+        claims["tctx"]["run"] = f"{claims['txn']}:{claims['jti']}"
     token = jwt.encode(claims, key.private, algorithm=key.alg, headers={"typ": GRANT_TYP, "kid": key.kid})
     if len(token) > MAX_TOKEN_BYTES:
         raise ConfigError(
@@ -187,13 +227,16 @@ def verify_grant(
     leeway_s: float = 0,
     max_ttl_s: int = MAX_TTL_S,
     clock: Callable[[], float] | None = None,
+    max_delegation_depth: int | None = None,
 ) -> GrantClaims:
     """Verify a grant and return its claims; raise :class:`GrantError` on any failure.
 
     ``keys`` is a :class:`KeySet` or a JWKS (dict or JSON text). The algorithm is pinned to the
     key found by ``kid``; ``typ``, ``iss``, ``aud``, every required claim, ``nbf``/``iat``/``exp``
     (with ``leeway_s`` ≤ 30 s) and the lifetime cap are checked; ``jku``/``x5u``/``jwk``/``x5c``
-    headers are refused. ``reason`` on the error is ``expired`` or ``invalid_grant``.
+    headers are refused. ``reason`` on the error is ``expired`` or ``invalid_grant``. A delegated
+    grant's actor chain is ``claims.actors`` (``claims.act.act.sub`` is the delegating agent);
+    ``max_delegation_depth`` refuses longer chains (0 accepts only top-level grants).
     """
     if not 0 <= leeway_s <= MAX_LEEWAY_S:
         raise ConfigError(f"leeway_s: {leeway_s} is outside 0..{MAX_LEEWAY_S} seconds")
@@ -228,6 +271,11 @@ def verify_grant(
         raise GrantError(f"the grant's lifetime exceeds the {min(max_ttl_s, MAX_TTL_S)} s cap")
     if claims.exp <= now - leeway_s:
         raise GrantError("the grant has expired", reason=reasons.EXPIRED)
+    depth = claims.delegation_depth
+    if depth > MAX_DELEGATION_DEPTH or (max_delegation_depth is not None and depth > max_delegation_depth):
+        raise GrantError(f"the grant's delegation chain is {depth} deep, above the accepted depth")
+    if (depth > 0) != (claims.tctx.parent is not None):
+        raise GrantError("the grant's actor chain and tctx.parent disagree")
     return claims
 
 

@@ -77,7 +77,9 @@ def canonical_host(host: object, field: str) -> str:
             raise ValueError("it holds whitespace or a control character")
         if host.startswith("[") or ":" in host:
             inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-            return f"[{ipaddress.IPv6Address(inner).compressed}]"  # ValueError for a zone id (%eth0)
+            if "%" in inner:
+                raise ValueError("an IPv6 zone id (%...) names an interface, not a host")
+            return f"[{ipaddress.IPv6Address(inner).compressed}]"
         return _domain(host)
     except (ValueError, UnicodeError) as err:  # idna.IDNAError is a UnicodeError
         raise ConfigError(

@@ -76,6 +76,8 @@ class CompiledScope:
     def __init__(self, scope: TaskScope) -> None:
         by_tool: dict[str, list[CompiledStep]] = {}
         for step in scope.steps:
+            if step.agent is not None and step.agent != scope.agent_id:
+                continue  # another agent's step: usable only through a grant delegated to that agent
             by_tool.setdefault(step.tool, []).append(CompiledStep(step))
         self.by_tool = {tool: tuple(steps) for tool, steps in by_tool.items()}
         self.tools = tuple(self.by_tool)

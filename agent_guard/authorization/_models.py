@@ -81,6 +81,7 @@ class Policy(Frozen):
     agent_id: str = Field(min_length=1)
     capabilities: tuple[Capability, ...] = ()
     max_ttl_s: int = Field(default=MAX_TTL_S, ge=1, le=MAX_TTL_S)
+    max_delegation_depth: int = Field(default=2, ge=0, le=8, description="Deepest chain of sub-agents a task may delegate to.")
 
     @model_validator(mode="after")
     def _unique_tools(self) -> Policy:
@@ -149,12 +150,15 @@ class Step(Frozen):
     args: ArgSpecs = Field(default_factory=dict)
     max_calls: int = Field(default=1, ge=1, le=1_000_000)
     description: str | None = None
+    agent: str | None = Field(
+        default=None, min_length=1,
+        description="Only this agent of the task may make the call (through a grant delegated to it); default: any.",
+    )
 
     def __init__(self, tool: str | None = None, /, **data: Any) -> None:
         if tool is not None:
             data["tool"] = tool
         super().__init__(**data)
-
 
 
 class Plan(Frozen):

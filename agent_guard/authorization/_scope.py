@@ -28,10 +28,12 @@ class ScopedStep(Frozen):
     required: tuple[str, ...] = ()
     max_calls: int = Field(default=1, ge=1)
     requires_approval: bool = False
+    agent: str | None = None
+    """Only this agent may make the call (through a delegated grant); ``None``: any agent of the task."""
 
     def to_detail(self) -> dict[str, Any]:
         """This step as one RFC 9396 ``authorization_details`` entry."""
-        return {
+        detail = {
             "type": DETAIL_TYPE,
             "identifier": self.tool,
             "actions": ["invoke"],
@@ -40,6 +42,9 @@ class ScopedStep(Frozen):
             "limits": {"max_calls": self.max_calls},
             "step": self.index,
         }
+        if self.agent is not None:
+            detail["agent"] = self.agent
+        return detail
 
 
 class TaskScope(Frozen):
@@ -95,6 +100,7 @@ class TaskScope(Frozen):
                         required=tuple(_str(r, i) for r in _list(entry.get("required", []), i)),
                         max_calls=_int(limits.get("max_calls"), i, minimum=1),
                         requires_approval=False,
+                        agent=_str(entry["agent"], i) if "agent" in entry else None,
                     )
                 )
         except (AttributeError, TypeError) as err:
@@ -214,7 +220,7 @@ def derive_scope(plan: Plan, policy: Policy) -> TaskScope:
         required = tuple(n for n, spec in step.args.items() if not _may_be_absent(spec, cap.args.get(n, {})))
         steps.append(
             ScopedStep(index=index, tool=step.tool, args=args, required=required, max_calls=step.max_calls,
-                       requires_approval=cap.requires_approval)
+                       requires_approval=cap.requires_approval, agent=step.agent)
         )
     if violations:
         raise PlanRejected(violations)

@@ -19,13 +19,15 @@ from typing import Any, Final
 from agent_guard.exceptions import ConfigError
 
 __all__ = [
-    "MAX_LIST_ITEMS",
     "MAX_MATCH_INPUT",
     "MAX_OPERAND_DEPTH",
     "MAX_OPERAND_NUMBER",
+    "MAX_SAFE_NUMBER",
     "MAX_VALUE_DEPTH",
+    "MAX_VALUE_ITEMS",
     "MAX_VALUE_SIZE",
     "SCALAR_TYPES",
+    "in_safe_range",
     "is_number",
     "is_plain",
     "json_operand",
@@ -34,16 +36,25 @@ __all__ = [
 
 MAX_MATCH_INPUT: Final = 10_000
 """Longest string the text operators (glob, regex, host_in, path_prefix, email_domain_in) look at."""
-MAX_LIST_ITEMS: Final = 1_000
-"""Most items of one list (or keys of one object) in a value under a narrowed argument."""
+MAX_VALUE_ITEMS: Final = 1_000
+"""Most elements in one value under a narrowed argument: list items and object members, all levels together.
+
+It bounds ``each`` (a list of 1,000 items, or 10 lists of 100) and every walk over a value.
+"""
 MAX_VALUE_DEPTH: Final = 32
 """Deepest nesting of lists and objects in a value under a narrowed argument."""
 MAX_VALUE_SIZE: Final = 100_000
-"""Largest list or object value: one per element plus the length of every string and key in it."""
+"""Largest list or object value: the length of every string and key in it, plus one per element."""
 MAX_OPERAND_DEPTH: Final = 32
 """Deepest nesting of a JSON operand (``eq``/``in`` literals) in a policy or plan."""
 MAX_OPERAND_NUMBER: Final = 2**64
-"""Largest magnitude of a number in an operand (covers signed and unsigned 64-bit ids)."""
+"""Largest magnitude of a number in an ``eq``/``in`` operand (covers signed and unsigned 64-bit ids)."""
+MAX_SAFE_NUMBER: Final = 2**53
+"""Largest magnitude ``min``/``max`` operands and values may have (the I-JSON interoperable range).
+
+Beyond it a number is a non-match for ``min``/``max``: ``10**400`` is no amount, and a consumer
+that stores numbers as doubles or 64-bit integers would round or wrap it.
+"""
 
 SCALAR_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 """The exact types of JSON scalars (``type(v) in SCALAR_TYPES``; no subclass is one)."""
@@ -58,8 +69,13 @@ def is_number(value: object) -> bool:
     return t is int or (t is float and math.isfinite(value))  # type: ignore[arg-type]
 
 
+def in_safe_range(value: object) -> bool:
+    """True for a number (see :func:`is_number`) within ±:data:`MAX_SAFE_NUMBER`, compared exactly."""
+    return is_number(value) and -MAX_SAFE_NUMBER <= value <= MAX_SAFE_NUMBER  # type: ignore[operator]
+
+
 def is_plain(value: object) -> bool:
-    """True when ``value`` is plain JSON within :data:`MAX_VALUE_DEPTH`/``ITEMS``/``SIZE``.
+    """True when ``value`` is plain JSON within :data:`MAX_VALUE_DEPTH`, ``_ITEMS`` and ``_SIZE``.
 
     Iterative (no recursion), and it reads containers only through the exact built-in types, so
     no code of the value's own runs.
@@ -71,11 +87,12 @@ def is_plain(value: object) -> bool:
         return math.isfinite(value)  # type: ignore[arg-type]
     if t is not list and t is not dict:
         return False
-    budget = MAX_VALUE_SIZE
+    budget, items_left = MAX_VALUE_SIZE, MAX_VALUE_ITEMS
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_VALUE_DEPTH or len(node) > MAX_LIST_ITEMS:
+        items_left -= len(node)
+        if depth > MAX_VALUE_DEPTH or items_left < 0:
             return False
         budget -= len(node)
         items = node if type(node) is list else dict.values(node)
@@ -126,7 +143,7 @@ def _scalar(value: object, field: str) -> object:
     if isinstance(value, int):
         number = int.__int__(value)
         if abs(number) > MAX_OPERAND_NUMBER:
-            raise ConfigError(f"{field}: {number:.3e} is beyond ±2**64; use a smaller number")
+            raise ConfigError(f"{field}: an integer beyond ±2**64 ({number.bit_length()} bits); use a smaller number")
         return number
     if isinstance(value, float):
         real = float.__float__(value)

@@ -70,8 +70,8 @@ def run_demo(out: TextIO) -> int:
         capabilities=[
             Capability("crm_lookup", args={"customer_id": {"regex": r"C-\d+"}}),
             Capability("list_tickets", args={"customer_id": {"regex": r"C-\d+"}, "status": {"in": ["open", "closed"]}}),
-            Capability("send_email", args={"to": {"glob": "*@example.com"}, "subject": {"max_len": 200},
-                                           "body": {"max_len": 5000}}),
+            Capability("send_email", args={"to": {"email_domain_in": ["example.com"]},
+                                           "subject": {"max_len": 200}, "body": {"max_len": 5000}}),
             Capability("delete_account", args={"customer_id": {"regex": r"C-\d+"}}, requires_approval=True),
         ],
     )

@@ -69,6 +69,8 @@ def precheck(task: Task | None, tool: str, args: Any, now: float, leeway_s: floa
     if match.reason is not None:
         return deny(task, tool, cast(ReasonCode, match.reason), match.argument, live=task.revocation_reason is None)
     revoked = task.revocation_reason
+    if revoked is None and task.closed:  # released here (an attached grant): its run lives on elsewhere
+        return deny(task, tool, reasons.REVOKED, live=False)
     if revoked is None and now >= task.expires_at + leeway_s:
         task.revoke_locally("expired")
         revoked = "expired"

@@ -10,19 +10,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, overload
 
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from agent_guard import reasons
-from agent_guard.audit._record import AuditSink, MetricsSink
+from agent_guard import semconv as sc
+from agent_guard.audit._metrics import DecisionMetrics
+from agent_guard.audit._record import AuditSink
 from agent_guard.audit._spans import SpanEmitter
 from agent_guard.authorization._approval import Approver, acheck_approvals, check_approvals
 from agent_guard.authorization._grant import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
     MAX_LEEWAY_S,
-    Actor,
     GrantClaims,
-    TaskContextClaim,
     mint_grant,
     verify_grant,
 )
@@ -34,6 +35,7 @@ from agent_guard.exceptions import ConfigError, GrantError
 from agent_guard.execution._call import ToolCall
 from agent_guard.execution._context import CURRENT_TASK, use_task
 from agent_guard.execution._decide import deny, precheck, settle
+from agent_guard.execution._delegate import DelegationMixin
 from agent_guard.execution._lifecycle import TaskContext
 from agent_guard.execution._task import Task, TaskEvents
 from agent_guard.execution._wrap import wrap_callable
@@ -50,14 +52,15 @@ _SCOPE_CACHE: Final = 256
 """Compiled scopes kept per guard, by (plan hash, policy hash): tasks of the same plan share one."""
 
 
-class Guard:
+class Guard(DelegationMixin):
     """The policy enforcement point for one agent's policy.
 
     ``Guard(policy)`` uses embedded defaults: a fresh Ed25519 key set and an in-memory store.
     Pass ``keys=``/``jwks=`` and ``store=`` to share grants across processes; a guard built with
     only ``jwks=`` (public keys) verifies and enforces but cannot mint. A guard that has a policy
     resumes only grants minted for that policy's agent and that exact policy, unless built with
-    ``accept_foreign_grants=True``.
+    ``accept_foreign_grants=True``. ``tracer_provider``/``meter_provider`` default to the global
+    OpenTelemetry providers (nothing is recorded without an SDK).
     """
 
     def __init__(
@@ -70,7 +73,7 @@ class Guard:
         store: GrantStore | None = None,
         approver: Approver | None = None,
         decision_log: AuditSink | None = None,
-        metrics: MetricsSink | None = None,
+        meter_provider: MeterProvider | None = None,
         issuer: str = DEFAULT_ISSUER,
         audience: str = DEFAULT_AUDIENCE,
         default_ttl_s: int = DEFAULT_TTL_S,
@@ -97,7 +100,6 @@ class Guard:
         self.store = store if store is not None else InMemoryGrantStore(clock=self.clock)
         self.approver = approver
         self.decision_log = decision_log
-        self.metrics = metrics
         self.issuer = issuer
         self.audience = audience
         self.default_ttl_s = default_ttl_s
@@ -105,7 +107,9 @@ class Guard:
         self.record_arguments = record_arguments
         self.accept_foreign_grants = accept_foreign_grants
         self._spans = SpanEmitter(tracer_provider, record_arguments=record_arguments)
-        self._events = TaskEvents(self._spans, decision_log, metrics)
+        self.metrics = DecisionMetrics(meter_provider, tools=[c.tool for c in policy.capabilities] if policy else None)
+        """Decision, tool-duration and grant metrics (recorded only with an OpenTelemetry metrics SDK)."""
+        self._events = TaskEvents(self._spans, decision_log, self.metrics)
         self._scopes: OrderedDict[tuple[str, str], tuple[TaskScope, CompiledScope]] = OrderedDict()
         self._scopes_lock = threading.Lock()
 
@@ -157,13 +161,10 @@ class Guard:
         token, raw = mint_grant(
             self.keys, scope, identity, ttl_s=ttl_s, now=self.clock(), issuer=self.issuer, audience=self.audience
         )
-        # The claims just signed, not re-parsed from the token: nothing here came from the wire.
-        claims = GrantClaims.model_construct(
-            **{**raw, "act": Actor.model_construct(**raw["act"]), "tctx": TaskContextClaim.model_construct(**raw["tctx"]),
-               "authorization_details": tuple(raw["authorization_details"])}
-        )
-        return Task(token, claims, identity, owner=True, scope=scope, compiled=compiled, store=self.store,
-                    clock=self.clock, events=self._events)
+        # Nothing here came from the wire: the task keeps the token and reads its claims back on demand.
+        return Task(token, None, identity, task_id=raw["txn"], grant_id=raw["jti"], expires_at=raw["exp"],
+                    owner=True, scope=scope, compiled=compiled, store=self.store, clock=self.clock,
+                    events=self._events, run_id=raw["tctx"].get("run"))
 
     @staticmethod
     def _activation(task: Task) -> dict[str, Any]:
@@ -187,7 +188,7 @@ class Guard:
         scope, compiled = self._scope(plan, policy)
         check_approvals(self.approver, plan, scope, identity)
         task = self._mint(scope, compiled, identity, ttl)
-        self.store.activate(task.id, **self._activation(task))
+        self.store.activate(task.run_id, **self._activation(task))
         return self._started(task)
 
     async def aopen(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> Task:
@@ -196,7 +197,7 @@ class Guard:
         scope, compiled = self._scope(plan, policy)
         await acheck_approvals(self.approver, plan, scope, identity)
         task = self._mint(scope, compiled, identity, ttl)
-        await self.store.aactivate(task.id, **self._activation(task))
+        await self.store.aactivate(task.run_id, **self._activation(task))
         return self._started(task)
 
     def use(self, task: Task | None, *, trace_parent: bool = True) -> use_task:
@@ -210,7 +211,7 @@ class Guard:
         head = getattr(self.decision_log, "head", None)
         span = task.span
         if head is not None and span is not None:
-            span.set_attribute("agent_guard.audit.head", str(head))
+            span.set_attribute(sc.AUDIT_HEAD, str(head))
         return task._end()
 
     def close(self, task: Task, reason: str = "task_exit") -> None:
@@ -221,6 +222,8 @@ class Guard:
         """
         if not isinstance(task, Task):
             raise ConfigError(f"task: expected an agent_guard.Task, got {type(task).__name__}")
+        for descendant in task._descendants():  # delegated children and replacements die with it
+            self.close(descendant, reason)
         try:
             task.revoke(reason)
         finally:
@@ -231,18 +234,28 @@ class Guard:
         """Async :meth:`close`; the span export round trip runs off the event loop."""
         if not isinstance(task, Task):
             raise ConfigError(f"task: expected an agent_guard.Task, got {type(task).__name__}")
+        for descendant in task._descendants():
+            await self.aclose(descendant, reason)
         try:
             await task.arevoke(reason)
         finally:
             if self._finish(task):
                 await asyncio.get_running_loop().run_in_executor(None, self._spans.flush)
 
-    def _release(self, task: Task) -> None:
-        """End a resumed task's span here without revoking its run (the minting side owns it)."""
+    def release(self, task: Task) -> None:
+        """End a task here (its span) without revoking its run: for a grant the minting side owns.
+
+        What leaving ``with guard.attach(grant):`` does. Further calls in this process are refused.
+        """
+        if not isinstance(task, Task):
+            raise ConfigError(f"task: expected an agent_guard.Task, got {type(task).__name__}")
         if self._finish(task):
             self._spans.flush()
 
-    async def _arelease(self, task: Task) -> None:
+    async def arelease(self, task: Task) -> None:
+        """Async :meth:`release`."""
+        if not isinstance(task, Task):
+            raise ConfigError(f"task: expected an agent_guard.Task, got {type(task).__name__}")
         if self._finish(task):
             await asyncio.get_running_loop().run_in_executor(None, self._spans.flush)
 
@@ -270,8 +283,9 @@ class Guard:
 
     def _resumed_task(self, grant: str, claims: GrantClaims, who: AgentIdentity) -> Task:
         scope = claims.scope()
-        return self._started(Task(grant, claims, who, owner=False, scope=scope, compiled=CompiledScope(scope),
-                                  store=self.store, clock=self.clock, events=self._events))
+        return self._started(Task(grant, claims, who, task_id=claims.txn, grant_id=claims.jti,
+                                  expires_at=claims.exp, owner=False, scope=scope, compiled=CompiledScope(scope),
+                                  store=self.store, clock=self.clock, events=self._events, run_id=claims.run_id))
 
     def resume(self, grant: str, *, identity: AgentIdentity | None = None) -> Task:
         """Re-attach a grant minted elsewhere (another process, a checkpoint): verify it, check it against
@@ -281,7 +295,7 @@ class Guard:
         policy, ``expired``, or ``revoked`` when its run is no longer active in the store.
         """
         claims, who = self._resumed(grant, identity)
-        if not self.store.is_active(claims.txn):
+        if not self.store.is_active(claims.run_id):
             raise GrantError("the grant's run is no longer active (revoked, completed or expired)",
                              reason=reasons.REVOKED)
         return self._resumed_task(grant, claims, who)
@@ -289,7 +303,7 @@ class Guard:
     async def aresume(self, grant: str, *, identity: AgentIdentity | None = None) -> Task:
         """Async :meth:`resume`."""
         claims, who = self._resumed(grant, identity)
-        if not await self.store.ais_active(claims.txn):
+        if not await self.store.ais_active(claims.run_id):
             raise GrantError("the grant's run is no longer active (revoked, completed or expired)",
                              reason=reasons.REVOKED)
         return self._resumed_task(grant, claims, who)
@@ -302,21 +316,27 @@ class Guard:
         on entering when the plan exceeds the policy or an approval is refused.
         """
         self._prepare(plan, identity, ttl_s)  # fail on bad arguments now, not when entered
-        return TaskContext(
-            lambda: self.open(plan, identity=identity, ttl_s=ttl_s),
-            lambda: self.aopen(plan, identity=identity, ttl_s=ttl_s),
-            self.close, self.aclose,
-        )
+        return TaskContext(self, plan=plan, identity=identity, ttl_s=ttl_s)
 
     def attach(self, grant: str, *, identity: AgentIdentity | None = None) -> TaskContext:
         """``with guard.attach(grant):`` -- :meth:`resume` a grant minted elsewhere for a block.
 
         Leaving ends the local span but does not revoke the run: the minting side owns it.
         """
-        return TaskContext(
-            lambda: self.resume(grant, identity=identity), lambda: self.aresume(grant, identity=identity),
-            self._release, self._arelease,
-        )
+        return TaskContext(self, grant=grant, identity=identity)
+
+    def delegate(
+        self, plan: Plan, *, agent_id: str, ttl_s: int | None = None, policy: Policy | None = None
+    ) -> TaskContext:
+        """``with guard.delegate(plan, agent_id="researcher") as child:`` -- a child of the current task.
+
+        Sugar over :meth:`open_delegated` (with the current task as the parent), :meth:`use` and
+        :meth:`close`. Raises :class:`ConfigError` outside a task.
+        """
+        parent = CURRENT_TASK.get()
+        if parent is None:
+            raise ConfigError("delegate: no current task; call it inside `with guard.task(...)` or use open_delegated")
+        return TaskContext(self, plan=plan, ttl_s=ttl_s, delegate=(parent, agent_id, policy))
 
     def current_task(self) -> Task | None:
         """The task current in this context, if any."""
@@ -330,7 +350,7 @@ class Guard:
             return outcome, None
         assert task is not None
         try:
-            result = task.store.consume(task.id, outcome)
+            result = task.store.consume(task.run_id, outcome)
         except Exception:  # any store failure denies: fail closed
             return deny(task, tool, reasons.STORE_UNAVAILABLE), None
         if result[0] == "ok":  # the common case, without a call to settle
@@ -348,9 +368,9 @@ class Guard:
         store = task.store
         try:
             if type(store).aconsume is GrantStore.aconsume:  # the default only calls consume: skip a coroutine
-                result = store.consume(task.id, outcome)
+                result = store.consume(task.run_id, outcome)
             else:
-                result = await store.aconsume(task.id, outcome)
+                result = await store.aconsume(task.run_id, outcome)
         except Exception:  # any store failure denies: fail closed
             return deny(task, tool, reasons.STORE_UNAVAILABLE), None
         decision, completed = settle(task, tool, result)
@@ -378,9 +398,11 @@ class Guard:
         span = self._spans.start_tool(decision, task, call_id=call_id, description=description, arguments=recorded)
         if self.decision_log is not None:
             self.decision_log.decision(decision, task=task, call_id=call_id, arguments=recorded)
-        if self.metrics is not None:
-            self.metrics.decision(decision)
-        return ToolCall(self._spans, decision, span, self.metrics)
+        metrics = self.metrics
+        if not metrics.enabled:
+            return ToolCall(self._spans, decision, span)
+        metrics.decision(decision)
+        return ToolCall(self._spans, decision, span, metrics)
 
     def tool_call(
         self, tool: str, args: Mapping[str, Any], *, call_id: str | None = None, description: str | None = None

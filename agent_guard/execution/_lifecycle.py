@@ -8,19 +8,35 @@ task; a handle may be left from another thread): that is tolerated, and the clos
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from types import TracebackType
+from typing import Protocol
 
+from agent_guard.authorization._models import Plan, Policy
 from agent_guard.exceptions import ConfigError
 from agent_guard.execution._context import use_task
 from agent_guard.execution._task import Task
+from agent_guard.identity import AgentIdentity
 
-__all__ = ["TaskContext"]
+__all__ = ["Lifecycle", "TaskContext"]
 
-Opener = Callable[[], Task]
-AsyncOpener = Callable[[], Awaitable[Task]]
-Closer = Callable[[Task], None]
-AsyncCloser = Callable[[Task], Awaitable[None]]
+
+class Lifecycle(Protocol):
+    """The explicit lifecycle a handle is sugar over (the guard's methods)."""
+
+    def open(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> Task: ...
+    async def aopen(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> Task: ...
+    def close(self, task: Task, reason: str = "task_exit") -> None: ...
+    async def aclose(self, task: Task, reason: str = "task_exit") -> None: ...
+    def resume(self, grant: str, *, identity: AgentIdentity | None = None) -> Task: ...
+    async def aresume(self, grant: str, *, identity: AgentIdentity | None = None) -> Task: ...
+    def release(self, task: Task) -> None: ...
+    async def arelease(self, task: Task) -> None: ...
+    def open_delegated(
+        self, parent: Task, plan: Plan, *, agent_id: str, ttl_s: int | None = None, policy: Policy | None = None
+    ) -> Task: ...
+    async def aopen_delegated(
+        self, parent: Task, plan: Plan, *, agent_id: str, ttl_s: int | None = None, policy: Policy | None = None
+    ) -> Task: ...
 
 
 class TaskContext:
@@ -31,16 +47,60 @@ class TaskContext:
     :meth:`Guard.use` and :meth:`Guard.close`.
     """
 
-    __slots__ = ("_aclose", "_aopen", "_close", "_entered", "_open", "_task", "_use")
+    __slots__ = (
+        "_delegate", "_entered", "_grant", "_identity", "_lifecycle", "_plan", "_task", "_ttl_s", "_use",
+    )
 
-    def __init__(self, opener: Opener, aopener: AsyncOpener, closer: Closer, acloser: AsyncCloser) -> None:
-        self._open = opener
-        self._aopen = aopener
-        self._close = closer
-        self._aclose = acloser
+    def __init__(
+        self, lifecycle: Lifecycle, *, plan: Plan | None = None, grant: str | None = None,
+        identity: AgentIdentity | None = None, ttl_s: int | None = None,
+        delegate: tuple[Task, str, Policy | None] | None = None,
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._delegate = delegate
+        self._plan = plan
+        self._grant = grant
+        self._identity = identity
+        self._ttl_s = ttl_s
         self._entered = False
         self._task: Task | None = None
         self._use: use_task | None = None
+
+    def _open(self) -> Task:
+        if self._delegate is not None:
+            parent, agent_id, policy = self._delegate
+            assert self._plan is not None
+            return self._lifecycle.open_delegated(parent, self._plan, agent_id=agent_id, ttl_s=self._ttl_s, policy=policy)
+        if self._plan is not None:
+            assert self._identity is not None
+            return self._lifecycle.open(self._plan, identity=self._identity, ttl_s=self._ttl_s)
+        assert self._grant is not None
+        return self._lifecycle.resume(self._grant, identity=self._identity)
+
+    async def _aopen(self) -> Task:
+        if self._delegate is not None:
+            parent, agent_id, policy = self._delegate
+            assert self._plan is not None
+            return await self._lifecycle.aopen_delegated(
+                parent, self._plan, agent_id=agent_id, ttl_s=self._ttl_s, policy=policy
+            )
+        if self._plan is not None:
+            assert self._identity is not None
+            return await self._lifecycle.aopen(self._plan, identity=self._identity, ttl_s=self._ttl_s)
+        assert self._grant is not None
+        return await self._lifecycle.aresume(self._grant, identity=self._identity)
+
+    def _close(self, task: Task) -> None:
+        if self._plan is not None:
+            self._lifecycle.close(task)
+        else:  # an attached grant: the minting side owns its run
+            self._lifecycle.release(task)
+
+    async def _aclose(self, task: Task) -> None:
+        if self._plan is not None:
+            await self._lifecycle.aclose(task)
+        else:
+            await self._lifecycle.arelease(task)
 
     @property
     def task(self) -> Task | None:

@@ -18,6 +18,7 @@ from agent_guard import semconv as sc
 from agent_guard.audit._record import AuditSink, MetricsSink
 from agent_guard.audit._spans import SpanEmitter
 from agent_guard.authorization._grant import GrantClaims
+from agent_guard.execution._minted import claims_of_minted
 from agent_guard.authorization._matcher import CompiledScope
 from agent_guard.authorization._models import Decision
 from agent_guard.authorization._scope import TaskScope
@@ -72,31 +73,42 @@ class Task:
     """
 
     __slots__ = (
-        "_allow", "_attributes", "_events", "_lock", "_tool_attributes", "claims", "clock", "closed",
-        "compiled", "expires_at", "grant", "grant_id", "id", "identity", "owner", "revocation_reason", "scope",
-        "span", "store",
+        "_allow", "_attributes", "_children", "_claims", "_events", "_lock", "_tool_attributes", "clock", "closed",
+        "compiled", "expires_at", "grant", "grant_id", "id", "identity", "owner", "parent", "revocation_reason",
+        "run_id", "scope", "span", "store", "successor",
     )
 
     def __init__(
         self,
         token: str,
-        claims: GrantClaims,
+        claims: GrantClaims | None,
         identity: AgentIdentity,
         *,
+        task_id: str,
+        grant_id: str,
+        expires_at: float,
         owner: bool,
         scope: TaskScope,
         compiled: CompiledScope,
         store: GrantStore,
         clock: Callable[[], float],
         events: TaskEvents,
+        run_id: str | None = None,
+        parent: Task | None = None,
     ) -> None:
         self.grant = token
         """The signed grant (a JWT). Treat it as a secret: never log it."""
-        self.claims = claims
-        """The grant's verified claims."""
-        self.id: str = claims.txn
-        """The task (run) id: the grant's ``txn``."""
-        self.grant_id: str = claims.jti
+        self._claims = claims
+        self.id = task_id
+        """The task id: the grant's ``txn`` (shared by a task, its delegated children and its replans)."""
+        self.run_id = run_id or task_id
+        """The grant store's key for this grant's budgets: the ``txn``, or ``txn:jti`` for a child or a replan."""
+        self.parent = parent
+        """The task this one was delegated from (``None`` for a top-level task)."""
+        self.successor: Task | None = None
+        """The task that replaced this one by :meth:`Guard.replan` (closing this one closes it too)."""
+        self._children: list[Task] = []
+        self.grant_id = grant_id
         """The grant id: its ``jti``."""
         self.identity = identity
         """Who acts, for whom."""
@@ -104,7 +116,7 @@ class Task:
         """What the grant allows (shared by every task of the same plan and policy)."""
         self.compiled = compiled
         """The scope compiled into predicates (shared like :attr:`scope`)."""
-        self.expires_at = float(claims.exp)
+        self.expires_at = float(expires_at)
         """When the grant expires (epoch seconds)."""
         self.owner = owner
         """True for a task this process minted; False for one resumed from a grant minted elsewhere."""
@@ -125,6 +137,18 @@ class Task:
         self._tool_attributes: dict[str, Any] | None = None
 
     # -- read-only views -----------------------------------------------------------------------
+    @property
+    def claims(self) -> GrantClaims:
+        """The grant's claims: verified when the task was resumed, or the ones this process signed.
+
+        A task this process minted keeps only its token; the claims are read back from it on
+        first use (no signature check is needed for what this process just signed).
+        """
+        claims = self._claims
+        if claims is None:
+            claims = self._claims = claims_of_minted(self.grant)
+        return claims
+
     @property
     def revoked(self) -> bool:
         """True once the grant was revoked (plan completed, task exit, expiry, replan or by hand)."""
@@ -188,7 +212,7 @@ class Task:
         if not self._mark_revoked(reason):
             return False
         try:
-            self.store.revoke(self.id)
+            self.store.revoke(self.run_id)
         except Exception as err:  # the local mark already denies; other workers wait for the TTL
             _warn_revoke_failed(self, err)
         finally:
@@ -200,7 +224,7 @@ class Task:
         if not self._mark_revoked(reason):
             return False
         try:
-            await self.store.arevoke(self.id)
+            await self.store.arevoke(self.run_id)
         except Exception as err:
             _warn_revoke_failed(self, err)
         finally:
@@ -213,6 +237,19 @@ class Task:
             return False
         self._events.revoked(self, reason)
         return True
+
+    def _adopt(self, child: Task) -> None:
+        with self._lock:
+            self._children = [c for c in self._children if not c.closed]
+            self._children.append(child)
+
+    def _descendants(self) -> list[Task]:
+        """Delegated children and replacements still open (closed with this task)."""
+        with self._lock:
+            found = [c for c in self._children if not c.closed]
+        if self.successor is not None and not self.successor.closed:
+            found.append(self.successor)
+        return found
 
     def _end(self) -> bool:
         """Mark closed and end the task span; True when this call closed it (and there was a span to flush)."""

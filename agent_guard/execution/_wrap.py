@@ -10,15 +10,39 @@ from typing import Any, TypeVar, cast
 from agent_guard.exceptions import ConfigError
 from agent_guard.execution._call import ToolCall
 
-__all__ = ["call_arguments", "wrap_callable"]
+__all__ = ["call_arguments", "signature_defaults", "with_defaults", "wrap_callable"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 ToolCallOpener = Callable[..., ToolCall]
 AsyncToolCallOpener = Callable[..., Awaitable[ToolCall]]
 
 
+def with_defaults(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments a tool will receive: ``given`` plus every default it applies to what was left out.
+
+    A left-out parameter whose default is ``None`` is treated as absent (Python's "not given"); any
+    other default is decided as though the caller passed it, so a default outside the ceiling is
+    refused and a parameter with a non-``None`` default must be listed in the plan (``{"any": true}``
+    when it is free). Shared by ``guard.wrap`` and the framework adapters.
+    """
+    out = dict(given)
+    for name, value in defaults.items():
+        if name not in out and value is not None:
+            out[name] = value
+    return out
+
+
+def signature_defaults(signature: inspect.Signature) -> dict[str, Any]:
+    """``{name: default}`` of the parameters of ``signature`` that have one (``*args``/``**kwargs`` never do)."""
+    return {
+        name: p.default for name, p in signature.parameters.items()
+        if p.default is not inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    }
+
+
 def call_arguments(signature: inspect.Signature, tool: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``{name: value}`` of every parameter the function will receive, defaults filled in.
+    """``{name: value}`` of every parameter the function will receive, defaults filled in (see :func:`with_defaults`).
 
     ``**kwargs`` parameters are flattened into the mapping (their names are the names the function
     sees); a ``*args`` parameter appears under its own name as a list. A call the signature cannot
@@ -28,7 +52,6 @@ def call_arguments(signature: inspect.Signature, tool: str, args: tuple[Any, ...
         bound = signature.bind(*args, **kwargs)
     except TypeError as err:
         raise ConfigError(f"{tool}: {err}") from None
-    bound.apply_defaults()
     out: dict[str, Any] = {}
     for name, value in bound.arguments.items():
         kind = signature.parameters[name].kind
@@ -38,7 +61,7 @@ def call_arguments(signature: inspect.Signature, tool: str, args: tuple[Any, ...
             out[name] = list(value)
         else:
             out[name] = value
-    return out
+    return with_defaults(out, signature_defaults(signature))
 
 
 def wrap_callable(

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["ConsumeResult", "ConsumeStatus", "GrantStore", "prebuild_results"]
+__all__ = ["ConsumeResult", "ConsumeStatus", "Delegation", "GrantStore", "prebuild_results"]
 
 ConsumeStatus = Literal["ok", "completed", "revoked", "exhausted", "out_of_order"]
 """``ok``: allowed; ``completed``: allowed and no budget is left (for an ordered plan: none in the
@@ -53,11 +53,28 @@ def prebuild_results(steps: int) -> None:
             COMPLETED_AT.append(ConsumeResult("completed", i))
 
 
+class Delegation(NamedTuple):
+    """A child run's link to its parent: every call of the child also spends the parent's budget."""
+
+    run_id: str
+    """The parent's run id."""
+    steps: tuple[int, ...]
+    """For each child step, the parent step it spends from."""
+
+
 class GrantStore(ABC):
-    """Interface of a grant store. Implementations must make :meth:`consume` atomic."""
+    """Interface of a grant store. Implementations must make :meth:`consume` atomic.
+
+    A run activated with ``parent=`` (a delegated child) charges each call to its own step AND to
+    the mapped step of every ancestor, in the same atomic operation; it is refused as soon as any
+    ancestor is no longer active.
+    """
 
     @abstractmethod
-    def activate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
+    def activate(
+        self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float,
+        parent: Delegation | None = None,
+    ) -> None:
         """Record ``run_id`` as active with one call budget per plan step (before the grant is handed out)."""
 
     @abstractmethod
@@ -72,9 +89,23 @@ class GrantStore(ABC):
     def is_active(self, run_id: str) -> bool:
         """True while the run is active (not revoked, completed or expired)."""
 
-    async def aactivate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
+    def remaining(self, run_id: str) -> tuple[int, ...] | None:
+        """Calls left per step of an active run (``None`` when it is not active).
+
+        Needed to delegate from or replan a run; a store that cannot tell raises ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot report remaining budgets (needed to delegate)")
+
+    async def aactivate(
+        self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float,
+        parent: Delegation | None = None,
+    ) -> None:
         """Async :meth:`activate` (defaults to the sync method)."""
-        self.activate(run_id, budgets=budgets, ordered=ordered, expires_at=expires_at)
+        self.activate(run_id, budgets=budgets, ordered=ordered, expires_at=expires_at, parent=parent)
+
+    async def aremaining(self, run_id: str) -> tuple[int, ...] | None:
+        """Async :meth:`remaining` (defaults to the sync method)."""
+        return self.remaining(run_id)
 
     async def aconsume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
         """Async :meth:`consume` (defaults to the sync method)."""

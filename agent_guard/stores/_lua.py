@@ -10,6 +10,8 @@ run in one Redis Cluster slot). Its fields:
 ``remaining`` the calls still usable (for an ordered plan, moving on to the next step drops the
               leftover budget of the step it leaves, which can no longer be used)
 ``b<i>``      the budget (``max_calls``) of step ``i``; ``u<i>`` the calls charged to it
+``steps``     the number of steps
+``parent``    (a delegated run only) the parent run's key; ``p<i>`` the parent step of step ``i``
 
 The key itself expires with the grant (TTL = ``exp`` + a small skew), so a crashed issuer leaves
 nothing alive. Redis runs a script atomically, so the consume check-and-charge cannot race.
@@ -20,25 +22,60 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-__all__ = ["CONSUME", "CONSUME_SHA", "REVOKE", "REVOKE_SHA", "STATUS", "STATUS_SHA"]
+__all__ = ["CONSUME", "CONSUME_SHA", "REMAINING", "REMAINING_SHA", "REVOKE", "REVOKE_SHA", "STATUS", "STATUS_SHA"]
+
+# A delegated (child) run has a field ``parent`` (the parent's key, in the same hash slot: a child's
+# run id is ``<txn>:<jti>`` and the hash tag is the ``txn``) and ``p<i>``: the parent step that
+# child step ``i`` spends from. Every script below follows that chain (at most MAX_DEPTH links).
+_CHAIN: Final = """
+local function chain(key)
+  local keys = {key}
+  local k = key
+  for _ = 1, 8 do
+    local p = redis.call('HGET', k, 'parent')
+    if not p then break end
+    keys[#keys + 1] = p
+    k = p
+  end
+  return keys
+end
+local function live(keys, now)
+  for _, k in ipairs(keys) do
+    local run = redis.call('HMGET', k, 'status', 'exp')
+    if run[1] ~= 'active' or tonumber(run[2]) <= now then return false end
+  end
+  return true
+end
+"""
 
 # KEYS[1] = run key; ARGV[1] = now; ARGV[2..] = candidate step indices in plan order.
-# Returns {status, step} with step -1 when no step was charged. Mirrors InMemoryGrantStore.consume.
-CONSUME: Final = """
+# Returns {status, step} with step -1 when no step was charged. Mirrors InMemoryGrantStore.consume:
+# the charge goes to the run's step and to the mapped step of every ancestor, atomically.
+CONSUME: Final = _CHAIN + """
 local key = KEYS[1]
-local run = redis.call('HMGET', key, 'status', 'exp', 'ordered', 'cursor', 'remaining')
-if not run[1] then return {'revoked', -1} end
-if run[1] ~= 'active' or tonumber(run[2]) <= tonumber(ARGV[1]) then return {'revoked', -1} end
-local ordered = run[3] == '1'
-local cursor = tonumber(run[4])
+local now = tonumber(ARGV[1])
+if redis.call('EXISTS', key) == 0 then return {'revoked', -1} end
+local keys = chain(key)
+if not live(keys, now) then return {'revoked', -1} end
+local run = redis.call('HMGET', key, 'ordered', 'cursor')
+local ordered = run[1] == '1'
+local cursor = tonumber(run[2])
 local saw_budget = false
 for i = 2, #ARGV do
   local step = tonumber(ARGV[i])
   local bu = redis.call('HMGET', key, 'b' .. step, 'u' .. step)
   if not bu[1] then return redis.error_reply('ERR agent_guard: step ' .. step .. ' is not in this run') end
-  local budget = tonumber(bu[1])
-  local used = tonumber(bu[2])
-  if used < budget then
+  local ok = tonumber(bu[2]) < tonumber(bu[1])
+  local steps = {step}
+  if ok then
+    for d = 2, #keys do
+      local s = tonumber(redis.call('HGET', keys[d - 1], 'p' .. steps[d - 1]))
+      local pb = redis.call('HMGET', keys[d], 'b' .. s, 'u' .. s)
+      steps[d] = s
+      if tonumber(pb[2]) >= tonumber(pb[1]) then ok = false break end
+    end
+  end
+  if ok then
     saw_budget = true
     if (not ordered) or step == cursor or step == cursor + 1 then
       if ordered and step ~= cursor then
@@ -49,13 +86,16 @@ for i = 2, #ARGV do
         end
         redis.call('HSET', key, 'cursor', step)
       end
-      redis.call('HINCRBY', key, 'u' .. step, 1)
-      local remaining = redis.call('HINCRBY', key, 'remaining', -1)
-      if remaining == 0 then
-        redis.call('HSET', key, 'status', 'completed')
-        return {'completed', step}
+      local status = 'ok'
+      for d = 1, #keys do
+        redis.call('HINCRBY', keys[d], 'u' .. steps[d], 1)
+        local remaining = redis.call('HINCRBY', keys[d], 'remaining', -1)
+        if remaining <= 0 then
+          redis.call('HSET', keys[d], 'status', 'completed')
+          if d == 1 then status = 'completed' end
+        end
       end
-      return {'ok', step}
+      return {status, step}
     end
   end
 end
@@ -73,11 +113,34 @@ end
 return 0
 """
 
-# KEYS[1] = run key; ARGV[1] = now. Returns 1 while the run is active and unexpired.
-STATUS: Final = """
-local run = redis.call('HMGET', KEYS[1], 'status', 'exp')
-if run[1] == 'active' and tonumber(run[2]) > tonumber(ARGV[1]) then return 1 end
+# KEYS[1] = run key; ARGV[1] = now. Returns 1 while the run and its ancestors are active and unexpired.
+STATUS: Final = _CHAIN + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if live(chain(KEYS[1]), tonumber(ARGV[1])) then return 1 end
 return 0
+"""
+
+# KEYS[1] = run key; ARGV[1] = now. Returns the calls left per step (bounded by every ancestor's
+# mapped step), or an empty list when the run is not live.
+REMAINING: Final = _CHAIN + """
+local key = KEYS[1]
+if redis.call('EXISTS', key) == 0 then return {} end
+local keys = chain(key)
+if not live(keys, tonumber(ARGV[1])) then return {} end
+local n = tonumber(redis.call('HGET', key, 'steps'))
+local out = {}
+for i = 0, n - 1 do
+  local bu = redis.call('HMGET', key, 'b' .. i, 'u' .. i)
+  local left = tonumber(bu[1]) - tonumber(bu[2])
+  local s = i
+  for d = 2, #keys do
+    s = tonumber(redis.call('HGET', keys[d - 1], 'p' .. s))
+    local pb = redis.call('HMGET', keys[d], 'b' .. s, 'u' .. s)
+    left = math.min(left, tonumber(pb[1]) - tonumber(pb[2]))
+  end
+  out[#out + 1] = left
+end
+return out
 """
 
 
@@ -88,3 +151,4 @@ def _sha(script: str) -> str:
 CONSUME_SHA: Final = _sha(CONSUME)
 REVOKE_SHA: Final = _sha(REVOKE)
 STATUS_SHA: Final = _sha(STATUS)
+REMAINING_SHA: Final = _sha(REMAINING)

@@ -13,7 +13,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from agent_guard.stores._base import COMPLETED_AT, OK_AT, REVOKED, ConsumeResult, GrantStore, prebuild_results
+from agent_guard.stores._base import (
+    COMPLETED_AT,
+    OK_AT,
+    REVOKED,
+    ConsumeResult,
+    Delegation,
+    GrantStore,
+    prebuild_results,
+)
 
 __all__ = ["InMemoryGrantStore"]
 
@@ -22,16 +30,44 @@ _COMPACT_SLACK = 64
 
 
 class _Run:
-    __slots__ = ("budgets", "cursor", "expires_at", "lock", "ordered", "remaining", "used")
+    __slots__ = (
+        "budgets", "cursor", "expires_at", "lock", "ordered", "parent", "parent_steps", "remaining", "run_id", "used",
+    )
 
-    def __init__(self, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
+    def __init__(
+        self, run_id: str, budgets: Sequence[int], ordered: bool, expires_at: float,
+        parent: _Run | None = None, parent_steps: Sequence[int] = (),
+    ) -> None:
+        self.run_id = run_id
         self.budgets = list(budgets)
         self.used = [0] * len(self.budgets)
         self.ordered = ordered
         self.expires_at = expires_at
         self.remaining = sum(self.budgets)
         self.cursor = -1
-        self.lock = threading.Lock()
+        # a delegated run shares its root's lock, so one call charges the whole chain atomically
+        self.lock: threading.Lock = parent.lock if parent is not None else threading.Lock()
+        self.parent = parent
+        self.parent_steps = tuple(parent_steps)
+
+    def live(self, now: float) -> bool:
+        """This run and every ancestor are active and unexpired."""
+        run: _Run | None = self
+        while run is not None:
+            if run.remaining <= 0 or run.expires_at <= now:
+                return False
+            run = run.parent
+        return True
+
+    def chain_has_budget(self, step: int) -> bool:
+        """Every ancestor still has a call left on the step this run's ``step`` spends from."""
+        run, index = self, step
+        while run.parent is not None:
+            index = run.parent_steps[index]
+            run = run.parent
+            if run.used[index] >= run.budgets[index]:
+                return False
+        return True
 
 
 class InMemoryGrantStore(GrantStore):
@@ -47,12 +83,23 @@ class InMemoryGrantStore(GrantStore):
         """How many runs are live (activated, not yet ended or found expired)."""
         return len(self._runs)
 
-    def activate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
+    def activate(
+        self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float,
+        parent: Delegation | None = None,
+    ) -> None:
         """Record ``run_id`` as active (see :meth:`GrantStore.activate`)."""
-        run = _Run(budgets, ordered, expires_at)
-        prebuild_results(len(run.budgets))
+        prebuild_results(len(budgets))
         with self._lock:
             self._drop_expired(self._clock())
+            if parent is None:
+                run = _Run(run_id, budgets, ordered, expires_at)
+            else:
+                above = self._runs.get(parent.run_id)
+                if above is None:
+                    raise ValueError(f"parent run {parent.run_id!r} is not active")
+                if len(parent.steps) != len(budgets) or not all(0 <= s < len(above.budgets) for s in parent.steps):
+                    raise ValueError("parent.steps: expected one parent step index per child step")
+                run = _Run(run_id, budgets, ordered, expires_at, above, parent.steps)
             self._runs[run_id] = run
             heapq.heappush(self._expiry, (expires_at, run_id))
             if len(self._expiry) > 2 * len(self._runs) + _COMPACT_SLACK:
@@ -72,16 +119,17 @@ class InMemoryGrantStore(GrantStore):
             self._runs.pop(run_id, None)
 
     def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
-        """Charge one call atomically (see :meth:`GrantStore.consume`)."""
+        """Charge one call atomically (see :meth:`GrantStore.consume`), to every ancestor too."""
         run = self._runs.get(run_id)
         if run is None:
             return REVOKED
+        completed: list[_Run] = []
         with run.lock:
-            if run.remaining <= 0 or run.expires_at <= self._clock():
+            if not run.live(self._clock()):
                 return REVOKED
             saw_budget = False
             for step in candidates:
-                if run.used[step] >= run.budgets[step]:
+                if run.used[step] >= run.budgets[step] or not run.chain_has_budget(step):
                     continue
                 saw_budget = True
                 if run.ordered and not (step == run.cursor or step == run.cursor + 1):
@@ -90,28 +138,57 @@ class InMemoryGrantStore(GrantStore):
                     if run.cursor >= 0:  # moving on closes the previous step: its leftover budget is dead
                         run.remaining -= run.budgets[run.cursor] - run.used[run.cursor]
                     run.cursor = step
-                run.used[step] += 1
-                run.remaining -= 1
-                if run.remaining <= 0:
-                    break
-                return OK_AT[step]
+                charged: _Run | None = run
+                index = step
+                while charged is not None:
+                    charged.used[index] += 1
+                    charged.remaining -= 1
+                    if charged.remaining <= 0:
+                        completed.append(charged)
+                    if charged.parent is not None:
+                        index = charged.parent_steps[index]
+                    charged = charged.parent
+                break
             else:
                 return ConsumeResult("out_of_order" if saw_budget else "exhausted")
-        self._forget(run_id)  # completed: nothing is left to spend, so nothing is kept
-        return COMPLETED_AT[step]
+        if not completed:
+            return OK_AT[step]
+        with self._lock:  # completed runs keep nothing: an unknown run is refused as revoked
+            for done in completed:
+                if self._runs.get(done.run_id) is done:
+                    del self._runs[done.run_id]
+        return COMPLETED_AT[step] if completed[0] is run else OK_AT[step]
 
     def revoke(self, run_id: str) -> bool:
-        """End the run now; True when it was active until now."""
+        """End the run now (its delegated children with it); True when it was active until now."""
         with self._lock:
             run = self._runs.pop(run_id, None)
         if run is None:
             return False
         with run.lock:
-            was_active = run.remaining > 0 and run.expires_at > self._clock()
-            run.remaining = 0  # a consume that already holds the record refuses from now on
+            was_active = run.live(self._clock())
+            run.remaining = 0  # a consume that already holds the record, and every child, refuse from now on
             return was_active
 
     def is_active(self, run_id: str) -> bool:
-        """True while the run is active (not revoked, completed or expired)."""
+        """True while the run and its ancestors are active (not revoked, completed or expired)."""
         run = self._runs.get(run_id)
-        return run is not None and run.remaining > 0 and run.expires_at > self._clock()
+        return run is not None and run.live(self._clock())
+
+    def remaining(self, run_id: str) -> tuple[int, ...] | None:
+        """Calls left per step of a live run, bounded by what its ancestors have left."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return None
+        with run.lock:
+            if not run.live(self._clock()):
+                return None
+            left = []
+            for step in range(len(run.budgets)):
+                n, node, index = run.budgets[step] - run.used[step], run, step
+                while node.parent is not None:
+                    index = node.parent_steps[index]
+                    node = node.parent
+                    n = min(n, node.budgets[index] - node.used[index])
+                left.append(n)
+            return tuple(left)

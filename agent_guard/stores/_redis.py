@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
+from agent_guard._redact import redact_url
 from agent_guard.exceptions import ConfigError, MissingDependencyError, StoreUnavailable
 from agent_guard.stores import _lua
-from agent_guard._redact import redact_url
-from agent_guard.stores._base import ConsumeResult, ConsumeStatus, GrantStore
+from agent_guard.stores._base import ConsumeResult, ConsumeStatus, Delegation, GrantStore
 
 try:
     import redis
@@ -92,10 +92,15 @@ class RedisGrantStore(GrantStore):
         return f"RedisGrantStore({self._where!r}, key_prefix={self.key_prefix!r})"
 
     def key(self, run_id: str) -> str:
-        """The Redis key of a run's record (``{run_id}`` is the Cluster hash tag)."""
+        """The Redis key of a run's record.
+
+        The hash tag (``{...}``, one Redis Cluster slot) is the run id up to its first ``:``: a
+        delegated run's id is ``<txn>:<jti>``, so a whole delegation chain lives in one slot.
+        """
         if not isinstance(run_id, str) or not run_id or "{" in run_id or "}" in run_id:
             raise ConfigError("run_id: expected a non-empty string without '{' or '}'")
-        return f"{self.key_prefix}{{{run_id}}}:run"
+        tag, sep, rest = run_id.partition(":")
+        return f"{self.key_prefix}{{{tag}}}{sep}{rest}:run"
 
     def _unavailable(self, operation: str, err: BaseException) -> StoreUnavailable:
         return StoreUnavailable(
@@ -105,7 +110,7 @@ class RedisGrantStore(GrantStore):
 
     # -- activation -------------------------------------------------------------------------
     def _record(
-        self, budgets: Sequence[int], ordered: bool, expires_at: float
+        self, budgets: Sequence[int], ordered: bool, expires_at: float, parent: Delegation | None
     ) -> tuple[dict[EncodableT, EncodableT], int]:
         budgets = [int(b) for b in budgets]
         if not budgets or any(b < 1 for b in budgets):
@@ -116,17 +121,27 @@ class RedisGrantStore(GrantStore):
             "ordered": int(bool(ordered)),
             "cursor": -1,
             "remaining": sum(budgets),
+            "steps": len(budgets),
         }
         for i, budget in enumerate(budgets):
             record[f"b{i}"] = budget
             record[f"u{i}"] = 0
+        if parent is not None:
+            if len(parent.steps) != len(budgets):
+                raise ConfigError("parent.steps: expected one parent step index per child step")
+            record["parent"] = self.key(parent.run_id)
+            for i, step in enumerate(parent.steps):
+                record[f"p{i}"] = int(step)
         ttl = math.ceil(expires_at - self._clock()) + self.skew_s
         return record, ttl
 
-    def activate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
+    def activate(
+        self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float,
+        parent: Delegation | None = None,
+    ) -> None:
         """Write the run's record (status active, budgets, TTL) in one transaction, before any grant exists."""
         key = self.key(run_id)
-        record, ttl = self._record(budgets, ordered, expires_at)
+        record, ttl = self._record(budgets, ordered, expires_at, parent)
         try:
             with self._client.pipeline(transaction=True) as pipe:
                 pipe.delete(key)
@@ -137,10 +152,13 @@ class RedisGrantStore(GrantStore):
         except _FAILURES as err:
             raise self._unavailable("activate", err) from None
 
-    async def aactivate(self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float) -> None:
+    async def aactivate(
+        self, run_id: str, *, budgets: Sequence[int], ordered: bool, expires_at: float,
+        parent: Delegation | None = None,
+    ) -> None:
         """Async :meth:`activate`."""
         key = self.key(run_id)
-        record, ttl = self._record(budgets, ordered, expires_at)
+        record, ttl = self._record(budgets, ordered, expires_at, parent)
         try:
             async with self._aclient().pipeline(transaction=True) as pipe:
                 pipe.delete(key)
@@ -206,6 +224,16 @@ class RedisGrantStore(GrantStore):
     async def ais_active(self, run_id: str) -> bool:
         """Async :meth:`is_active`."""
         return bool(await self._arun("is_active", _lua.STATUS, _lua.STATUS_SHA, self.key(run_id), (self._now(),)))
+
+    def remaining(self, run_id: str) -> tuple[int, ...] | None:
+        """Calls left per step of a live run, bounded by its ancestors (``None`` when not live)."""
+        reply = self._run("remaining", _lua.REMAINING, _lua.REMAINING_SHA, self.key(run_id), (self._now(),))
+        return tuple(int(n) for n in reply) if reply else None
+
+    async def aremaining(self, run_id: str) -> tuple[int, ...] | None:
+        """Async :meth:`remaining`."""
+        reply = await self._arun("remaining", _lua.REMAINING, _lua.REMAINING_SHA, self.key(run_id), (self._now(),))
+        return tuple(int(n) for n in reply) if reply else None
 
     # -- clients ----------------------------------------------------------------------------
     def _aclient(self) -> aioredis.Redis:

@@ -230,9 +230,8 @@ def test_a_log_written_without_keys_has_no_checkpoints(
 ) -> None:
     """Without signing_keys nothing is signed, and checking it against a JWKS says so."""
     path = tmp_path / "plain.jsonl"
-    with DecisionLog(path) as log:
-        with Guard(policy, decision_log=log).task(plan, identity=identity):
-            pass
+    with DecisionLog(path) as log, Guard(policy, decision_log=log).task(plan, identity=identity):
+        pass
     assert [r["event"] for r in read_log(path)] == ["grant_issued", "grant_revoked"]
     result = verify_log(path, jwks=signed.jwks.read_text())
     assert not result.ok and "no checkpoints" in (result.problem or "")

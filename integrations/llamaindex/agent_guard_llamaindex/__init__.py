@@ -1,10 +1,12 @@
 """agent_guard for LlamaIndex: task-scoped, expiring permissions on every agent tool call.
 
 - :func:`guard_tools` wraps tools so each call is decided by a :class:`agent_guard.Guard`
-  (one decision, one budget unit, one ``execute_tool`` span); a denied call never runs.
+  (one decision, one budget unit, one ``execute_tool`` span) on exactly the arguments the tool
+  will receive, defaults included; a denied call never runs.
 - :class:`LLMPlanner` asks a LlamaIndex LLM for a plan from the request and tool catalog only.
 - :func:`guarded_run` plans, opens the task, runs a ``FunctionAgent`` / ``ReActAgent`` /
-  ``AgentWorkflow`` and revokes the grant when the run ends (``await`` it or stream its events).
+  ``AgentWorkflow`` and revokes the grant when the run ends (``await`` it, ``asyncio.run`` it, or
+  stream its events).
 """
 
 from __future__ import annotations

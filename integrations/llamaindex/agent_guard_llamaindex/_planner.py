@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llama_index.core.llms import LLM, ChatMessage
@@ -12,6 +12,7 @@ from llama_index.core.tools import BaseTool
 from agent_guard import ConfigError, Plan, Policy
 from agent_guard.exceptions import PlannerError
 from agent_guard.planning import PlanDraft, ToolSpec, plan_from_draft, planner_messages
+from agent_guard_llamaindex._checks import check_tool, from_langchain
 
 __all__ = ["LLMPlanner", "tool_specs"]
 
@@ -28,7 +29,7 @@ def tool_specs(tools: Sequence[BaseTool]) -> list[ToolSpec]:
     """The planner's view of LlamaIndex tools: name, description and argument JSON schema."""
     specs = []
     for tool in tools:
-        meta = tool.metadata
+        meta = check_tool(tool).metadata
         if not meta.name:
             raise ConfigError("tools: every tool needs a name (ToolMetadata.name)")
         specs.append(ToolSpec(name=meta.name, description=meta.description or "", parameters=meta.get_parameters_dict()))
@@ -54,8 +55,19 @@ class LLMPlanner:
     """
 
     def __init__(self, llm: LLM, *, ordered: bool = False, llm_kwargs: dict[str, Any] | None = None) -> None:
+        if from_langchain(llm):
+            raise ConfigError(
+                f"llm: {type(llm).__name__} is a LangChain model; plan for LangChain agents with "
+                "agent_guard_langchain.LLMPlanner(model), or pass a LlamaIndex LLM here"
+            )
         if not isinstance(llm, LLM):
-            raise ConfigError("llm: expected a LlamaIndex LLM (llama_index.core.llms.LLM)")
+            raise ConfigError(
+                f"llm: expected a LlamaIndex LLM (llama_index.core.llms.LLM), got {type(llm).__name__}"
+            )
+        if not isinstance(ordered, bool):
+            raise ConfigError(f"ordered: expected True or False, got {type(ordered).__name__}")
+        if llm_kwargs is not None and not isinstance(llm_kwargs, Mapping):
+            raise ConfigError(f"llm_kwargs: expected a dict of keyword arguments, got {type(llm_kwargs).__name__}")
         self.llm = llm
         self.ordered = ordered
         self.llm_kwargs = dict(llm_kwargs or {})

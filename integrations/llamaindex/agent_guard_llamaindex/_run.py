@@ -1,10 +1,14 @@
-"""``guarded_run``: plan, open the task, run the agent, revoke, with or without ``stream_events()``."""
+"""``guarded_run``: plan, open the task, run the agent, revoke, with or without ``stream_events()``.
+
+A :class:`GuardedRun` is a coroutine object as well as an awaitable: ``asyncio.run(guarded_run(...))``,
+``asyncio.create_task``, ``asyncio.gather`` and ``await`` all accept it, and ``async with`` streams it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +20,7 @@ from workflows.events import Event
 from workflows.handler import WorkflowHandler
 
 from agent_guard import AgentIdentity, ConfigError, Decision, Guard, Plan, Task, ToolCallDenied
+from agent_guard_llamaindex._checks import check_guard, check_identity, from_langchain
 from agent_guard_llamaindex._planner import LLMPlanner, _request_text
 from agent_guard_llamaindex._state import CURRENT_RUN, RunState
 from agent_guard_llamaindex._tools import GuardedFunctionTool
@@ -28,11 +33,24 @@ PlannerLike = Plan | LLMPlanner | Callable[[str, Sequence[BaseTool]], Plan | Awa
 
 def agent_tools(agent: BaseWorkflowAgent | AgentWorkflow) -> list[BaseTool]:
     """The tools an agent (or every agent of an ``AgentWorkflow``) may call."""
-    agents = list(agent.agents.values()) if isinstance(agent, AgentWorkflow) else [agent]
+    if isinstance(agent, AgentWorkflow):
+        agents = list(agent.agents.values())
+    elif isinstance(agent, BaseWorkflowAgent):
+        agents = [agent]
+    elif from_langchain(agent):
+        raise ConfigError(
+            f"agent: {type(agent).__name__} is a LangChain/LangGraph agent; guard it with "
+            "agent_guard_langchain.AgentGuardMiddleware, or pass a LlamaIndex agent here"
+        )
+    else:
+        raise ConfigError(
+            f"agent: expected a LlamaIndex FunctionAgent, ReActAgent, another workflow agent or an "
+            f"AgentWorkflow, got {type(agent).__name__}"
+        )
     tools: list[BaseTool] = []
     for a in agents:
         if not isinstance(a, BaseWorkflowAgent):
-            raise ConfigError(f"agent: expected a LlamaIndex workflow agent, got {type(a).__name__}")
+            raise ConfigError(f"agent: expected a LlamaIndex workflow agent in the AgentWorkflow, got {type(a).__name__}")
         if a.tool_retriever is not None:
             raise ConfigError(f"agent {a.name!r}: a tool_retriever cannot be checked; pass guarded tools= instead")
         tools.extend(t for t in (a.tools or []) if isinstance(t, BaseTool))
@@ -47,6 +65,19 @@ def _check_guarded(tools: Sequence[BaseTool], guard: Guard) -> None:
             )
         if tool.guard is not guard:
             raise ConfigError(f"agent tool {tool.metadata.name!r} is guarded by another Guard than this run's")
+
+
+def _check_planner(planner: object) -> None:
+    if from_langchain(planner):
+        raise ConfigError(
+            f"planner: {type(planner).__name__} comes from LangChain; with a LlamaIndex agent use "
+            "agent_guard_llamaindex.LLMPlanner(llm), a Plan, or a function (user_msg, tools) -> Plan"
+        )
+    if not isinstance(planner, (Plan, LLMPlanner)) and not callable(planner):
+        raise ConfigError(
+            f"planner: expected a Plan, an LLMPlanner, or a function (user_msg, tools) -> Plan, "
+            f"got {type(planner).__name__}"
+        )
 
 
 async def _make_plan(planner: PlannerLike, user_msg: Any, tools: Sequence[BaseTool], guard: Guard) -> Plan:
@@ -64,7 +95,7 @@ async def _make_plan(planner: PlannerLike, user_msg: Any, tools: Sequence[BaseTo
     raise ConfigError("planner: expected a Plan, an LLMPlanner, or a callable (user_msg, tools) -> Plan")
 
 
-class GuardedRun:
+class GuardedRun(Coroutine[Any, Any, Any]):
     """One guarded agent run: ``await`` it for the result, or ``async with`` it to stream events.
 
     The run is driven by its own asyncio task: plan, open the task (mint and attach the grant),
@@ -72,6 +103,11 @@ class GuardedRun:
     in the caller's, and is revoked whatever happens: the run finishes, raises, is stopped by a
     violation in ``"raise"`` mode, or the consumer leaves ``async with`` early (the run is then
     cancelled first). Create it with :func:`guarded_run`.
+
+    It is also a coroutine object (``send``/``throw``/``close``), so ``asyncio.run(run)``,
+    ``asyncio.create_task(run)`` and ``asyncio.gather(run, ...)`` accept it; like any coroutine,
+    drive it one way only (one ``await``, one task), though awaiting a finished run again returns
+    its result again.
     """
 
     def __init__(
@@ -100,6 +136,7 @@ class GuardedRun:
         self._task: Task | None = None
         self._plan: Plan | None = None
         self._retrieved = False
+        self._coro: Coroutine[Any, Any, Any] | None = None
 
     # -- driving ------------------------------------------------------------------------------
     def _ensure_started(self) -> asyncio.Task[Any]:
@@ -189,6 +226,27 @@ class GuardedRun:
     def __await__(self) -> Generator[Any, None, Any]:
         return self._result().__await__()
 
+    # -- the coroutine protocol (asyncio.run / create_task / gather drive the run through it) ---
+    def _stepper(self) -> Coroutine[Any, Any, Any]:
+        if self._coro is None:
+            self._coro = self._result()
+        return self._coro
+
+    def send(self, value: Any) -> Any:
+        """Advance the run (coroutine protocol); raises ``StopIteration`` carrying the result."""
+        return self._stepper().send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: TracebackType | None = None, /) -> Any:
+        """Raise an exception inside the run (coroutine protocol: how asyncio cancels it)."""
+        if val is None and tb is None:
+            return self._stepper().throw(typ)
+        return self._stepper().throw(typ, val, tb)
+
+    def close(self) -> None:
+        """Close the coroutine driving this run, if one was started (coroutine protocol)."""
+        if self._coro is not None:
+            self._coro.close()
+
     async def stream_events(self) -> AsyncIterator[Event]:
         """The run's workflow events (``handler.stream_events()``); closing the stream early stops the run."""
         handler = await self._wait_started()
@@ -251,15 +309,16 @@ def guarded_run(
     ``user_msg`` and the tool catalog), or a callable ``(user_msg, tools) -> Plan`` (sync or async).
     Every agent tool must come from :func:`guard_tools` with this ``guard``. ``run_kwargs`` go to
     ``agent.run`` (e.g. ``ctx=``, ``chat_history=``, ``max_iterations=``). Returns a
-    :class:`GuardedRun`: ``result = await guarded_run(...)``, or ``async with guarded_run(...) as
-    run: async for ev in run.stream_events(): ...``. Raises :class:`~agent_guard.PlanRejected` or
+    :class:`GuardedRun`: ``result = await guarded_run(...)``, ``asyncio.run(guarded_run(...))``,
+    or ``async with guarded_run(...) as run: async for ev in run.stream_events(): ...``. Raises :class:`~agent_guard.PlanRejected` or
     :class:`~agent_guard.PlannerError` before anything runs, and :class:`~agent_guard.ToolCallDenied`
     when a ``"raise"``-mode tool stopped the run.
     """
-    if not isinstance(guard, Guard):
-        raise ConfigError("guard: expected an agent_guard.Guard")
-    if not isinstance(identity, AgentIdentity):
-        raise ConfigError("identity: expected an agent_guard.AgentIdentity")
+    check_guard(guard)
+    check_identity(identity)
+    _check_planner(planner)
+    if ttl_s is not None and type(ttl_s) is not int:
+        raise ConfigError(f"ttl_s: expected whole seconds (an int) or None, got {type(ttl_s).__name__}")
     if "user_msg" in run_kwargs:
         raise ConfigError("user_msg: pass it once, as guarded_run's second argument")
     _request_text(user_msg)
