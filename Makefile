@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest phoenix redis bench clean
+.PHONY: demo test lint typecheck pytest phoenix redis bench clean test-pythons
 
 $(STAMP): pyproject.toml requirements-dev.txt integrations/langchain/pyproject.toml integrations/llamaindex/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,24 @@ pytest: $(STAMP) phoenix redis
 
 test: lint typecheck pytest
 
+# The core suite (no framework adapters, no Redis/Phoenix/notebooks) on every other supported Python.
+# `make test` stays the Python 3.11 contract; this target is the package's python_requires check.
+PYTHONS ?= 3.10 3.12 3.13
+test-pythons:
+	@set -e; for v in $(PYTHONS); do \
+	  py=$$(bash scripts/find-python.sh $$v); \
+	  venv=.venv-py$$v; \
+	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ] || [ requirements-core-tests.txt -nt $$venv/.installed ]; then \
+	    $$py -m venv $$venv && $$venv/bin/python -m pip install --quiet --upgrade pip && \
+	    $$venv/bin/python -m pip install --quiet -e '.[yaml,otlp,redis]' -r requirements-core-tests.txt && touch $$venv/.installed; \
+	  fi; \
+	  echo "== Python $$v"; \
+	  $$venv/bin/python -m pytest -q -p no:cacheprovider -m "not redis and not phoenix and not notebook" \
+	    --ignore=tests/integrations --ignore=tests/stores tests; \
+	done
+
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .venv-phoenix .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-phoenix .venv-py* .pytest_cache .mypy_cache .ruff_cache

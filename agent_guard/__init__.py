@@ -17,6 +17,7 @@ from agent_guard.authorization._constraints import (
     compile_constraint,
     normalize_constraint,
 )
+from agent_guard.authorization._delegation import ScopeDiff, Widening
 from agent_guard.authorization._grant import (
     DEFAULT_AUDIENCE,
     DEFAULT_ISSUER,
@@ -29,6 +30,7 @@ from agent_guard.authorization._models import AgentIdentity, Capability, Decisio
 from agent_guard.authorization._scope import ScopedStep, TaskScope, derive_scope
 from agent_guard.exceptions import (
     AgentGuardError,
+    AuditLogError,
     ConfigError,
     GrantError,
     MissingDependencyError,
@@ -53,6 +55,7 @@ __all__ = [
     "OPERATORS",
     "AgentGuardError",
     "AgentIdentity",
+    "AuditLogError",
     "ApprovalRequest",
     "AuditSink",
     "Capability",
@@ -72,6 +75,7 @@ __all__ = [
     "PlanViolation",
     "PlannerError",
     "Policy",
+    "ScopeDiff",
     "ScopedStep",
     "SigningKey",
     "Step",
@@ -81,6 +85,7 @@ __all__ = [
     "TaskScope",
     "ToolCall",
     "ToolCallDenied",
+    "Widening",
     "__version__",
     "compile_constraint",
     "current_task",

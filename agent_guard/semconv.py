@@ -39,6 +39,9 @@ __all__ = [
     "TOOL_TYPE",
     "execute_tool_span_name",
     "invoke_agent_span_name",
+    "OPENINFERENCE_SPAN_KIND",
+    "OPENINFERENCE_KIND_AGENT",
+    "OPENINFERENCE_KIND_GUARDRAIL",
 ]
 
 OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -118,3 +121,16 @@ def execute_tool_span_name(tool: str) -> str:
 def invoke_agent_span_name(agent: str) -> str:
     """Span name of a task: ``invoke_agent {agent}``."""
     return f"invoke_agent {agent}"
+
+
+# -- OpenInference (Arize Phoenix) ------------------------------------------------------------
+OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+"""OpenInference's span role, which Phoenix uses to render a trace (distinct from the OTel SpanKind)."""
+OPENINFERENCE_KIND_AGENT: Final = "AGENT"
+"""``openinference.span.kind`` of a task span (``invoke_agent``): one agent run acting on tools."""
+OPENINFERENCE_KIND_GUARDRAIL: Final = "GUARDRAIL"
+"""``openinference.span.kind`` of a decision span (``execute_tool``): a policy check of one tool call.
+
+Not ``TOOL``: under a framework's instrumentation (OpenInference's LangChain tracer) the decision
+span is a child of the framework's ``TOOL`` span, and a second ``TOOL`` would count the call twice.
+"""

@@ -117,6 +117,7 @@ def build() -> tuple[dict[str, tuple[Callable[[], object], int]], dict[str, bool
 
 
 def main() -> None:
+    """Measure every case and print one line each, then the DFA-hostile regex for comparison."""
     cases, verdicts = build()
     found = compare(cases, rounds=9)
     print("agent_guard worst-case decisions (median µs per Guard.authorize, 9 interleaved rounds; goal ≤ 1,000)")

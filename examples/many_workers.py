@@ -16,7 +16,17 @@ import os
 import sys
 from typing import Any
 
-from agent_guard import AgentIdentity, Capability, Guard, KeySet, Plan, Policy, Step, ToolCallDenied
+from agent_guard import (
+    AgentIdentity,
+    Capability,
+    GrantError,
+    Guard,
+    KeySet,
+    Plan,
+    Policy,
+    Step,
+    ToolCallDenied,
+)
 from agent_guard.stores import RedisGrantStore
 
 POLICY = Policy(
@@ -46,12 +56,12 @@ def run_job(grant: str, customer_id: str) -> tuple[int, str, str]:
     """One job: attach the grant that came with it and run the guarded tool."""
     assert _guard is not None
     lookup = _guard.wrap(crm_lookup)
-    with _guard.attach(grant):
-        try:
+    try:
+        with _guard.attach(grant):  # refused at once when the grant's run is no longer active
             result = lookup(customer_id=customer_id)
             return os.getpid(), customer_id, f"allowed -> {result['name']}"
-        except ToolCallDenied as denied:
-            return os.getpid(), customer_id, f"denied ({denied.reason})"
+    except (ToolCallDenied, GrantError) as denied:
+        return os.getpid(), customer_id, f"denied ({denied.reason})"
 
 
 # -- planning side --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def test_demo_tells_the_whole_story() -> None:
     assert run_demo(out) == 0
     text = out.getvalue()
     for fragment in ("ALLOW crm_lookup", "argument_mismatch", "argument_not_allowed", "tool_not_in_scope",
-                     "budget_exhausted", "grant revoked: True (reason: plan_completed)", "(revoked)", "no_grant",
+                     "budget_exhausted", "grant revoked: True (reason: plan_completed)", "no_grant",
                      "typ=agent-grant+jwt", "audit trail", "revoked      plan_completed"):
         assert fragment in text, fragment
 

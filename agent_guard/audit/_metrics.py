@@ -22,7 +22,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import metrics
-from opentelemetry.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.metrics import Counter, Histogram, MeterProvider, NoOpMeterProvider
 
 from agent_guard import semconv as sc
 from agent_guard._version import __version__
@@ -78,7 +78,8 @@ class DecisionMetrics:
         if self._on:
             return True
         provider = self.meter_provider if self.meter_provider is not None else metrics.get_meter_provider()
-        if type(provider).__module__.startswith("opentelemetry.metrics"):  # the API's no-op or proxy stand-in
+        # the API's no-op provider (or a subclass), or its proxy stand-in until a global one is set
+        if isinstance(provider, NoOpMeterProvider) or type(provider).__module__.startswith("opentelemetry.metrics"):
             return False
         with self._lock:
             if not self._on:

@@ -75,7 +75,8 @@ class SpanEmitter:
         """
         if not self.sdk_present():
             return None
-        attributes = {sc.OPERATION_NAME: "invoke_agent", **task.base_attributes}
+        attributes = {sc.OPERATION_NAME: "invoke_agent", sc.OPENINFERENCE_SPAN_KIND: sc.OPENINFERENCE_KIND_AGENT,
+                      **task.base_attributes}
         context = trace.set_span_in_context(parent) if parent is not None else None
         return self.tracer.start_span(
             sc.invoke_agent_span_name(task.identity.agent_id), context=context, kind=SpanKind.INTERNAL,
@@ -138,6 +139,7 @@ class SpanEmitter:
             sc.OPERATION_NAME: "execute_tool",
             sc.TOOL_NAME: decision.tool,
             sc.DECISION_OUTCOME: "allow" if decision.allowed else "deny",
+            sc.OPENINFERENCE_SPAN_KIND: sc.OPENINFERENCE_KIND_GUARDRAIL,
         }
         if task is not None:
             attributes.update(task.tool_attributes)

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from agent_guard import reasons
 from agent_guard._frozen import Frozen
-from agent_guard.authorization._models import AgentIdentity, Plan
 from agent_guard.authorization._delegation import ScopeDiff
+from agent_guard.authorization._models import AgentIdentity, Plan
 from agent_guard.authorization._scope import TaskScope
 from agent_guard.exceptions import ConfigError, PlanRejected, PlanViolation
 

@@ -56,6 +56,7 @@ OPERATORS: Final = frozenset(
     {"eq", "in", "prefix", "glob", "regex", "min", "max", "max_len", "host_in", "email_domain_in",
      "path_prefix", "each", "any", "optional"}
 )
+"""Every operator a constraint spec may use; anything else is a ConfigError at load, deny-all in a grant."""
 MAX_EACH_DEPTH: Final = 8
 """Deepest nesting of ``each`` inside one constraint."""
 _NON_NARROWING: Final = frozenset({"any", "optional"})

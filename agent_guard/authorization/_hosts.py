@@ -92,7 +92,8 @@ def url_host(url: object) -> str | None:
     """The host of an unambiguous ``https`` URL, lowercased, without one trailing dot; else ``None``."""
     if type(url) is not str or len(url) > MAX_MATCH_INPUT:
         return None
-    if not url.isprintable() or " " in url or "\\" in url or url[:8].lower() != "https://":
+    scheme = url[:8]
+    if not url.isprintable() or " " in url or "\\" in url or not scheme.isascii() or scheme.lower() != "https://":
         return None
     rest = url[8:]
     end = len(rest)

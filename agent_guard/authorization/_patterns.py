@@ -19,6 +19,7 @@ run in linear time and are refused when the policy is loaded.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any, Final
@@ -99,10 +100,9 @@ def compile_glob(pattern: str, field: str) -> Callable[[Any], bool]:
     return check
 
 
-def compile_regex(pattern: str, field: str) -> Callable[[Any], bool]:
-    """A full-match RE2 predicate; :class:`ConfigError` for a pattern RE2 cannot run or that is too big."""
-    if len(pattern) > MAX_REGEX_LEN:
-        raise ConfigError(f"{field}: pattern is longer than {MAX_REGEX_LEN} characters; simplify it")
+@functools.lru_cache(maxsize=512)
+def _regex_predicate(pattern: str) -> Callable[[Any], bool] | str:
+    """The predicate for a valid pattern, else why it is refused (cached: policies repeat patterns)."""
     try:
         compiled = re2.compile(pattern, _OPTIONS)
         matcher = re2.Set.FullMatchSet(_OPTIONS)  # the same program, a yes/no answer at half the call cost
@@ -110,14 +110,14 @@ def compile_regex(pattern: str, field: str) -> Callable[[Any], bool]:
         matcher.Compile()
     except re2.error as err:
         detail = err.args[0].decode() if err.args and isinstance(err.args[0], bytes) else str(err)
-        raise ConfigError(
-            f"{field}: is not a valid RE2 regular expression ({detail}); matching must stay linear-time, so "
+        return (
+            f"is not a valid RE2 regular expression ({detail}); matching must stay linear-time, so "
             r"backreferences (\1), lookaround ((?=, (?!, (?<=, (?<!), possessive/atomic groups and \Z are "
             r"not supported (the match is always full, so \Z is not needed)"
-        ) from None
+        )
     if compiled.programsize > MAX_REGEX_PROGRAM:
-        raise ConfigError(
-            f"{field}: the pattern compiles to {compiled.programsize} RE2 instructions, above the limit of "
+        return (
+            f"the pattern compiles to {compiled.programsize} RE2 instructions, above the limit of "
             f"{MAX_REGEX_PROGRAM}; bound lengths with max_len instead of a counted repetition such as .{{1,500}}"
         )
     match = matcher.Match
@@ -131,3 +131,13 @@ def compile_regex(pattern: str, field: str) -> Callable[[Any], bool]:
             return False
 
     return check
+
+
+def compile_regex(pattern: str, field: str) -> Callable[[Any], bool]:
+    """A full-match RE2 predicate; :class:`ConfigError` for a pattern RE2 cannot run or that is too big."""
+    if len(pattern) > MAX_REGEX_LEN:
+        raise ConfigError(f"{field}: pattern is longer than {MAX_REGEX_LEN} characters; simplify it")
+    found = _regex_predicate(str.__str__(pattern))
+    if isinstance(found, str):
+        raise ConfigError(f"{field}: {found}")
+    return found

@@ -8,9 +8,9 @@ grant, and revokes the grant when the task ends; :class:`Task` is one live task 
 from __future__ import annotations
 
 from agent_guard.execution._call import ToolCall
-from agent_guard.execution._context import current_task, run_in_task_context, use_task
+from agent_guard.execution._context import current_task, run_in_task_context, under_span, use_task
 from agent_guard.execution._guard import Guard
 from agent_guard.execution._lifecycle import TaskContext
 from agent_guard.execution._task import Task
 
-__all__ = ["Guard", "Task", "TaskContext", "ToolCall", "current_task", "run_in_task_context", "use_task"]
+__all__ = ["Guard", "Task", "TaskContext", "ToolCall", "current_task", "run_in_task_context", "under_span", "use_task"]

@@ -12,7 +12,7 @@ from opentelemetry import trace
 if TYPE_CHECKING:
     from agent_guard.execution._task import Task
 
-__all__ = ["current_task", "run_in_task_context", "use_task"]
+__all__ = ["current_task", "run_in_task_context", "under_span", "use_task"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -69,6 +69,32 @@ class use_task:  # lower case: used like a function, ``with use_task(task):``
         otel_token, self._otel_token = self._otel_token, None
         if otel_token is not None:
             otel_context.detach(otel_token)  # type: ignore[arg-type]
+
+
+class under_span:  # lower case: used like a function, ``with under_span(span):``
+    """Make ``span`` the current OpenTelemetry span for a block (``None``: leave the context as is).
+
+    For adapters whose framework's instrumentation starts spans without making them current
+    (OpenInference's LangChain tracer keeps them in its own run map): the guard's spans started
+    in the block -- a task span, a decision span -- become children of that framework span.
+    It neither starts nor ends ``span``. Leaving in another context than the one entered is a no-op.
+    """
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: trace.Span | None) -> None:
+        self._span = span
+        self._token: object = None
+
+    def __enter__(self) -> None:
+        span = self._span
+        if span is not None and span.get_span_context().is_valid:
+            self._token = otel_context.attach(trace.set_span_in_context(span))
+
+    def __exit__(self, *exc: object) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            otel_context.detach(token)  # type: ignore[arg-type]
 
 
 def run_in_task_context(fn: Callable[_P, _R]) -> Callable[_P, _R]:

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
 
 from agent_guard import reasons
-from agent_guard.reasons import ReasonCode
 from agent_guard.authorization._models import Decision
 from agent_guard.exceptions import ConfigError
 from agent_guard.execution._task import Task
+from agent_guard.reasons import ReasonCode
 from agent_guard.stores._base import ConsumeResult
 
 __all__ = ["deny", "deny_message", "precheck", "settle"]

@@ -15,7 +15,13 @@ from typing import Any
 
 from agent_guard import reasons
 from agent_guard.audit._spans import SpanEmitter
-from agent_guard.authorization._approval import Approver, acheck_approvals, acheck_replan, check_approvals, check_replan
+from agent_guard.authorization._approval import (
+    Approver,
+    acheck_approvals,
+    acheck_replan,
+    check_approvals,
+    check_replan,
+)
 from agent_guard.authorization._delegation import ScopeDiff, derive_child_scope, scope_diff
 from agent_guard.authorization._grant import mint_grant
 from agent_guard.authorization._keys import KeySet

@@ -18,10 +18,10 @@ from agent_guard import semconv as sc
 from agent_guard.audit._record import AuditSink, MetricsSink
 from agent_guard.audit._spans import SpanEmitter
 from agent_guard.authorization._grant import GrantClaims
-from agent_guard.execution._minted import claims_of_minted
 from agent_guard.authorization._matcher import CompiledScope
 from agent_guard.authorization._models import Decision
 from agent_guard.authorization._scope import TaskScope
+from agent_guard.execution._minted import claims_of_minted
 from agent_guard.identity import AgentIdentity
 from agent_guard.stores._base import GrantStore
 

@@ -166,7 +166,7 @@ class InMemoryGrantStore(GrantStore):
         if run is None:
             return False
         with run.lock:
-            was_active = run.live(self._clock())
+            was_active = run.remaining > 0  # its own state, as Redis reports it (expiry aside)
             run.remaining = 0  # a consume that already holds the record, and every child, refuse from now on
             return was_active
 

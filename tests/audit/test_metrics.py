@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -135,7 +134,7 @@ class CountingNoOp(NoOpMeterProvider):
 
 
 def test_without_an_sdk_nothing_is_built_and_calls_are_near_free() -> None:
-    """With the no-op provider no meter or instrument is created, and a call costs next to nothing."""
+    """With the no-op provider no meter or instrument is created."""
     provider = CountingNoOp()
     m = DecisionMetrics(provider)
     task, allow = FakeTask(), decision("crm_lookup")
@@ -143,13 +142,7 @@ def test_without_an_sdk_nothing_is_built_and_calls_are_near_free() -> None:
     m.decision(allow)
     m.tool_duration("crm_lookup", 0.1, None)
     m.grant_revoked(task, "task_exit")
-    assert not m.enabled and provider.meters == 0
-    calls = 100_000
-    start = time.perf_counter()
-    for _ in range(calls):
-        m.decision(allow)
-    per_call = (time.perf_counter() - start) / calls
-    assert per_call < 5e-6, f"{per_call * 1e9:.0f} ns per disabled call"  # ~40 ns measured; generous for CI
+    assert not m.enabled and provider.meters == 0  # (the per-call cost is measured in benchmarks/bench_audit.py)
 
 
 def test_the_global_provider_is_used_when_none_is_given(monkeypatch: pytest.MonkeyPatch) -> None:

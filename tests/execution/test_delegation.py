@@ -170,11 +170,12 @@ class TestLifetime:
 
     def test_depth_limit(self, clock: FakeClock) -> None:
         """max_delegation_depth=1: a child may not delegate again."""
-        guard = Guard(POLICY.model_copy(update={"max_delegation_depth": 1}), clock=clock)
+        guard = Guard(Policy(agent_id="support-bot", capabilities=POLICY.capabilities, max_delegation_depth=1),
+                      clock=clock)
         step = Plan(steps=[Step("search", args={"q": {"any": True}})])
-        with guard.task(PARENT, identity=ME), guard.delegate(step, agent_id="a"):
-            with pytest.raises(PlanRejected, match="max_delegation_depth") as info, guard.delegate(step, agent_id="b"):
-                pass
+        with guard.task(PARENT, identity=ME), guard.delegate(step, agent_id="a"), \
+                pytest.raises(PlanRejected, match="max_delegation_depth") as info, guard.delegate(step, agent_id="b"):
+            pass
         assert info.value.reason == reasons.EXCEEDS_PARENT_SCOPE
 
 
@@ -214,7 +215,7 @@ class TestPerAgentSteps:
                            Step("refund", args={"amount": 20}, agent="billing")])
         with guard.task(plan, identity=ME):
             assert guard.authorize("refund", {"amount": 20}).reason == reasons.TOOL_NOT_IN_SCOPE
-            with pytest.raises(PlanRejected, match="not 'triage'|for agent 'triage'"), guard.delegate(
+            with pytest.raises(PlanRejected, match=r"for agent 'triage'"), guard.delegate(
                     Plan(steps=[Step("refund", args={"amount": 20})]), agent_id="triage"):
                 pass
             with guard.delegate(Plan(steps=[Step("refund", args={"amount": 20})]), agent_id="billing"):

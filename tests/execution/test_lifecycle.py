@@ -117,15 +117,15 @@ class TestSugar:
                                                       spans: SpanCapture) -> None:
         """__exit__ run in another context cannot restore the ContextVar, but revokes and ends the span."""
         handle = guard.task(plan, identity=identity)
-        task = handle.__enter__()
-        contextvars.copy_context().run(handle.__exit__, None, None, None)
+        task = contextvars.copy_context().run(handle.__enter__)  # entered in one context...
+        contextvars.copy_context().run(handle.__exit__, None, None, None)  # ...left in another
         assert _dead(guard, task.id) and task.revocation_reason == "task_exit" and task.closed
         assert spans.named("invoke_agent")[0].end_time is not None
 
     def test_exit_from_another_thread_still_revokes(self, guard: Guard, plan: Plan, identity: AgentIdentity) -> None:
         """A handle entered here and left in a worker thread revokes all the same."""
         handle = guard.task(plan, identity=identity)
-        task = handle.__enter__()
+        task = contextvars.copy_context().run(handle.__enter__)  # (a copy: the test's own context stays clean)
         errors: list[BaseException] = []
 
         def leave() -> None:

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from agent_guard import OPERATORS, compile_constraint
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class LyingStr(str):

@@ -187,7 +187,7 @@ urls = st.one_of(
 )
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(urls)
 def test_every_allowed_url_has_one_host_for_every_parser(url: str) -> None:
     """Differential: whatever hypothesis builds, an allowed URL means the same listed host to all four."""

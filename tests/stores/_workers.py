@@ -6,6 +6,8 @@ uses importable, top-level functions.
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
 import socket
 from multiprocessing.connection import Connection
@@ -73,3 +75,43 @@ def worker_main(conn: Connection, url: str, jwks: dict[str, Any], grant: str) ->
         ctx.__exit__(None, None, None)
         store.close()
         conn.close()
+
+
+class Workers:
+    """N spawned worker processes, each with a verify-only guard attached to one grant."""
+
+    def __init__(self, n: int, url: str, jwks: dict[str, Any], grant: str) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.procs = []
+        self.conns = []
+        for _ in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker_main, args=(child, url, jwks, grant), daemon=True)
+            proc.start()
+            child.close()
+            self.procs.append(proc)
+            self.conns.append(parent)
+        self.hello = [self._recv(c) for c in self.conns]
+
+    @staticmethod
+    def _recv(conn: Any) -> Any:
+        if not conn.poll(60):
+            raise TimeoutError("worker did not answer within 60 s")
+        return conn.recv()
+
+    def ask_all(self, *cmd: Any) -> list[Any]:
+        """Send ``cmd`` to every worker first (so they run concurrently), then collect the answers."""
+        for conn in self.conns:
+            conn.send(cmd)
+        return [self._recv(conn) for conn in self.conns]
+
+    def close(self) -> None:
+        """Stop every worker."""
+        for conn, proc in zip(self.conns, self.procs, strict=True):
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+            proc.join(timeout=15)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+            conn.close()

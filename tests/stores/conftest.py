@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from agent_guard import AgentIdentity, Capability, KeySet, Policy
+from agent_guard import AgentIdentity, Capability, Guard, KeySet, Policy
 from agent_guard.stores import RedisGrantStore
 
 HERE = Path(__file__).resolve().parent
@@ -23,6 +23,7 @@ if str(HERE) not in sys.path:  # lets the tests and spawned worker processes imp
 _workers = importlib.import_module("_workers")
 ROOT: Path = _workers.ROOT
 free_port = _workers.free_port
+Workers = _workers.Workers
 
 
 def ensure_redis_server() -> str:
@@ -164,3 +165,18 @@ def make_store() -> Iterator[Callable[..., RedisGrantStore]]:
     yield make
     for s in made:
         s.close()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Workers]]:
+    """Collects Workers groups started by a test and stops them afterwards."""
+    made: list[Workers] = []
+    yield made
+    for group in made:
+        group.close()
+
+
+@pytest.fixture
+def minter_for(make_store, wide_policy: Policy, issuer_keys: KeySet):
+    """Builds the minting process's guard (signing keys + Redis store) for a Redis URL."""
+    return lambda url: Guard(wide_policy, keys=issuer_keys, store=make_store(url))

@@ -2,75 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import multiprocessing
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from _workers import lookup_plan, worker_main
+from _workers import Workers, lookup_plan
 
-from agent_guard import Guard, KeySet, Policy, StoreUnavailable
+from agent_guard import StoreUnavailable
 
 pytestmark = pytest.mark.redis
 
 LOOKUP = ("crm_lookup", {"customer_id": "C-42"})
-
-
-class Workers:
-    """N spawned worker processes, each with a verify-only guard attached to one grant."""
-
-    def __init__(self, n: int, url: str, jwks: dict[str, Any], grant: str) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self.procs = []
-        self.conns = []
-        for _ in range(n):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, url, jwks, grant), daemon=True)
-            proc.start()
-            child.close()
-            self.procs.append(proc)
-            self.conns.append(parent)
-        self.hello = [self._recv(c) for c in self.conns]
-
-    @staticmethod
-    def _recv(conn: Any) -> Any:
-        if not conn.poll(60):
-            raise TimeoutError("worker did not answer within 60 s")
-        return conn.recv()
-
-    def ask_all(self, *cmd: Any) -> list[Any]:
-        """Send ``cmd`` to every worker first (so they run concurrently), then collect the answers."""
-        for conn in self.conns:
-            conn.send(cmd)
-        return [self._recv(conn) for conn in self.conns]
-
-    def close(self) -> None:
-        """Stop every worker."""
-        for conn, proc in zip(self.conns, self.procs, strict=True):
-            with contextlib.suppress(OSError):
-                conn.send(("stop",))
-            proc.join(timeout=15)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
-            conn.close()
-
-
-@pytest.fixture
-def workers() -> Iterator[list[Workers]]:
-    """Collects Workers groups started by a test and stops them afterwards."""
-    made: list[Workers] = []
-    yield made
-    for group in made:
-        group.close()
-
-
-@pytest.fixture
-def minter_for(make_store, wide_policy: Policy, issuer_keys: KeySet):
-    """Builds the minting process's guard (signing keys + Redis store) for a Redis URL."""
-    return lambda url: Guard(wide_policy, keys=issuer_keys, store=make_store(url))
 
 
 def test_four_processes_400_attempts_on_budget_100_allow_exactly_100(

@@ -13,7 +13,7 @@ Test helpers (a scripted chat model) are in :mod:`agent_guard_langchain.testing`
 
 from __future__ import annotations
 
-from agent_guard_langchain._calls import OnViolation
+from agent_guard_langchain._checks import OnViolation
 from agent_guard_langchain._graph import (
     APPROVAL_INTERRUPT_TYPE,
     TaskResolver,

@@ -21,7 +21,8 @@ from langgraph.types import interrupt
 
 from agent_guard import ApprovalRequest, Guard, Task
 from agent_guard.exceptions import ConfigError
-from agent_guard_langchain._calls import OnViolation, ToolResult, arun_guarded, run_guarded
+from agent_guard_langchain._checks import OnViolation, check_guard, check_on_violation
+from agent_guard_langchain._node import NodeGuard, ToolResult
 
 __all__ = ["APPROVAL_INTERRUPT_TYPE", "TaskResolver", "interrupt_approver", "tool_node_wrappers"]
 
@@ -44,24 +45,27 @@ def tool_node_wrappers(
 
     A refused call becomes ``ToolMessage(status="error")`` (tool, reason code, what the plan
     allows) and the graph goes on; ``on_violation="raise"`` raises ``ToolCallDenied`` instead.
-    Each call gets one decision and one ``execute_tool`` span with ``gen_ai.tool.call.id``.
+    Each call gets one decision and one ``execute_tool`` span with ``gen_ai.tool.call.id``, made
+    inside the tool run on the arguments the tool's function receives (see :class:`GuardedTool`).
     """
-    if not isinstance(guard, Guard):
-        raise ConfigError("guard: expected an agent_guard.Guard")
-    if on_violation not in ("message", "raise"):
-        raise ConfigError(f"on_violation: expected 'message' or 'raise', got {on_violation!r}")
+    guard = check_guard(guard)
+    node = NodeGuard(guard, check_on_violation(on_violation))
+    if task is not None and not callable(task):
+        raise ConfigError("task: expected a function (request) -> Task | None, or None for the current task")
 
     def wrap(request: ToolCallRequest, execute: Callable[[ToolCallRequest], ToolResult]) -> ToolResult:
-        found = task(request) if task is not None else None
-        return run_guarded(guard, request, execute, on_violation=on_violation, task=found, use_current=task is None)
+        if task is None:
+            return node.run(request, execute)
+        with guard.use(task(request)):
+            return node.run(request, execute)
 
     async def awrap(
         request: ToolCallRequest, execute: Callable[[ToolCallRequest], Awaitable[ToolResult]]
     ) -> ToolResult:
-        found = task(request) if task is not None else None
-        return await arun_guarded(
-            guard, request, execute, on_violation=on_violation, task=found, use_current=task is None
-        )
+        if task is None:
+            return await node.arun(request, execute)
+        with guard.use(task(request)):
+            return await node.arun(request, execute)
 
     return wrap, awrap
 

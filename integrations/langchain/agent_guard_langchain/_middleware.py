@@ -8,15 +8,17 @@ the middleware, keyed by an unguessable per-run key. The agent state -- which a 
 persists -- carries only that key (``agent_guard_run``, a private state field). The key is not a
 credential: it is useless outside this process, and it is bound to the LangGraph thread it was
 minted on. ``wrap_tool_call`` looks the Task up and makes it the current task only for the
-duration of the call (``agent_guard.use_task``), so concurrent runs sharing one middleware
-never see each other's grant. A run that dies before ``after_agent`` leaves a grant that
-expires with its TTL and is dropped by the next run's sweep.
+duration of the call (``guard.use(task)``), so concurrent runs sharing one middleware never see
+each other's grant. A run that dies before ``after_agent`` leaves a grant that expires with its
+TTL and is dropped by the next run's sweep.
+
+The task's lifecycle is the core's: ``guard.open``/``aopen`` in ``before_agent`` (under the
+graph's span when an instrumentor traces LangChain, see :mod:`._tracing`), ``guard.close``/
+``aclose`` in ``after_agent``. Tool calls are decided by :class:`._node.NodeGuard`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -37,11 +39,14 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
 from typing_extensions import NotRequired
 
-from agent_guard import AgentIdentity, Guard, Plan, Task
+from agent_guard import AgentIdentity, Guard, Plan, Task, ToolCallDenied
 from agent_guard.exceptions import ConfigError
-from agent_guard_langchain._calls import OnViolation, ToolResult, arun_guarded, run_guarded
+from agent_guard.execution import under_span
+from agent_guard_langchain._checks import OnViolation, check_guard, check_on_violation
+from agent_guard_langchain._node import NodeGuard, ToolResult
 from agent_guard_langchain._planner import LLMPlanner, Planner, resolve_async, resolve_sync
 from agent_guard_langchain._runs import RunRegistry, thread_id_of
+from agent_guard_langchain._tracing import framework_parent_span
 
 __all__ = ["STATE_KEY", "AgentGuardMiddleware", "AgentGuardState", "IdentityProvider"]
 
@@ -114,16 +119,14 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
     ) -> None:
         """Configure the middleware; one instance may serve any number of concurrent runs."""
         super().__init__()
-        if not isinstance(guard, Guard):
-            raise ConfigError("guard: expected an agent_guard.Guard")
+        guard = check_guard(guard)
         if guard.policy is None:
             raise ConfigError("guard: the middleware mints grants, so the guard needs a policy: Guard(policy, ...)")
         if not isinstance(planner, (Plan, LLMPlanner)) and not callable(planner):
             raise ConfigError("planner: expected a Plan, an LLMPlanner or a function (messages, tools) -> Plan")
         if isinstance(planner, LLMPlanner) and not catalog:
             raise ConfigError("catalog: an LLMPlanner plans over the agent's tools; pass catalog=tools")
-        if on_violation not in ("message", "raise"):
-            raise ConfigError(f"on_violation: expected 'message' or 'raise', got {on_violation!r}")
+        on_violation = check_on_violation(on_violation)
         if identity is not None and not isinstance(identity, AgentIdentity) and not callable(identity):
             raise ConfigError("identity: expected an AgentIdentity or a function of the runtime")
         self.guard = guard
@@ -132,7 +135,8 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         self.identity = identity
         self.on_violation: OnViolation = on_violation
         self.ttl_s = ttl_s
-        self._runs = RunRegistry(guard.clock)
+        self._runs = RunRegistry(guard)
+        self._node = NodeGuard(guard, on_violation)
         self._pending: OrderedDict[tuple[str, str], Plan] = OrderedDict()
         self._pending_lock = threading.Lock()
 
@@ -196,25 +200,27 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         with self._pending_lock:
             return self._pending.pop(key, None)
 
-    def _start(self, state: AgentGuardState, runtime: Runtime[Any]) -> tuple[str | None, list[BaseMessage]]:
-        self._runs.sweep()
+    def _previous(self, state: AgentGuardState, runtime: Runtime[Any]) -> tuple[str | None, object]:
+        """(thread id, the key of a run still live on this thread: an earlier plan being replaced)."""
         thread = thread_id_of(runtime)
         previous = state.get(STATE_KEY)
-        if self._runs.get(previous, thread) is not None:
-            self._runs.close(previous, "replanned")
-        return thread, list(state["messages"])
+        return thread, previous if self._runs.get(previous, thread) is not None else None
 
     def before_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Plan, derive the scope and mint this run's grant; put only its registry key in state."""
-        thread, messages = self._start(state, runtime)
+        self._runs.sweep()
+        thread, previous = self._previous(state, runtime)
+        if previous is not None:
+            self._runs.close(previous, "replanned")
+        messages = list(state["messages"])
         pending = self._pending_key(messages, thread)
         plan = self._recall(pending)
         if plan is None:
             plan = resolve_sync(self.planner, messages, list(self.catalog), self.guard.policy)
-        handle = self.guard.task(plan, identity=self._identity_for(runtime), ttl_s=self.ttl_s)
+        identity = self._identity_for(runtime)
         try:
-            # Enter in a throwaway copy of the context: the task is found through the registry.
-            task = contextvars.copy_context().run(handle.__enter__)
+            with under_span(framework_parent_span()):  # the task span joins the framework's trace
+                task = self.guard.open(plan, identity=identity, ttl_s=self.ttl_s)
         except GraphBubbleUp:  # an approval interrupt: keep the plan for the resume
             self._remember(pending, plan)
             raise
@@ -222,22 +228,26 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
 
     async def abefore_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Async :meth:`before_agent`."""
-        thread, messages = self._start(state, runtime)
+        await self._runs.asweep()
+        thread, previous = self._previous(state, runtime)
+        if previous is not None:
+            await self._runs.aclose(previous, "replanned")
+        messages = list(state["messages"])
         pending = self._pending_key(messages, thread)
         plan = self._recall(pending)
         if plan is None:
             plan = await resolve_async(self.planner, messages, list(self.catalog), self.guard.policy)
-        handle = self.guard.task(plan, identity=self._identity_for(runtime), ttl_s=self.ttl_s)
+        identity = self._identity_for(runtime)
         try:
-            # A separate asyncio task runs in a copy of this context: nothing leaks into the node.
-            task = await asyncio.create_task(handle.__aenter__())
+            with under_span(framework_parent_span()):
+                task = await self.guard.aopen(plan, identity=identity, ttl_s=self.ttl_s)
         except GraphBubbleUp:
             self._remember(pending, plan)
             raise
         return {STATE_KEY: self._runs.add(task, thread)}
 
     def after_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Revoke the run's grant and clear its key from state."""
+        """Close the run's task (revoke its grant, end its span) and clear its key from state."""
         key = state.get(STATE_KEY)
         if self._runs.get(key, thread_id_of(runtime)) is not None:
             self._runs.close(key, "task_exit")
@@ -245,39 +255,41 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
 
     async def aafter_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Async :meth:`after_agent`."""
-        return self.after_agent(state, runtime)
+        key = state.get(STATE_KEY)
+        if self._runs.get(key, thread_id_of(runtime)) is not None:
+            await self._runs.aclose(key, "task_exit")
+        return {STATE_KEY: None}
 
     # -- enforcement ---------------------------------------------------------------------------
-    def _abort(self, state: Any, runtime: Any) -> Callable[[], None] | None:
-        if self.on_violation != "raise":  # only raise mode ends the run on a denial
-            return None
-
-        def abort() -> None:  # raise mode ends the run: revoke its grant first
-            key = _state_get(state, STATE_KEY)
-            if self._runs.get(key, thread_id_of(runtime)) is not None:
-                self._runs.close(key, "task_exit")
-
-        return abort
+    def _run_key(self, request: ToolCallRequest) -> tuple[object, Task | None]:
+        key = _state_get(request.state, STATE_KEY)
+        return key, self._runs.get(key, thread_id_of(request.runtime))
 
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult]
     ) -> ToolResult:
         """Decide the call against this run's grant; run it, or answer with an error ToolMessage."""
-        return run_guarded(
-            self.guard, request, handler, on_violation=self.on_violation,
-            task=self.task_for(request.state, request.runtime), use_current=False,
-            on_denied_raise=self._abort(request.state, request.runtime),
-        )
+        key, task = self._run_key(request)
+        try:
+            with self.guard.use(task):
+                return self._node.run(request, handler)
+        except ToolCallDenied:
+            if self.on_violation == "raise":  # raise mode ends the run: close its task first
+                self._runs.close(key, "task_exit")
+            raise
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolResult]]
     ) -> ToolResult:
         """Async :meth:`wrap_tool_call`."""
-        return await arun_guarded(
-            self.guard, request, handler, on_violation=self.on_violation,
-            task=self.task_for(request.state, request.runtime), use_current=False,
-            on_denied_raise=self._abort(request.state, request.runtime),
-        )
+        key, task = self._run_key(request)
+        try:
+            with self.guard.use(task):
+                return await self._node.arun(request, handler)
+        except ToolCallDenied:
+            if self.on_violation == "raise":
+                await self._runs.aclose(key, "task_exit")
+            raise
 
 class _ToolHidingMiddleware(AgentGuardMiddleware):
     """:class:`AgentGuardMiddleware` with ``hide_out_of_scope_tools=True``: also filters the model's tools."""

@@ -2,19 +2,20 @@
 
 The key is the only thing the agent state carries: it is not a credential (the Task, which
 holds the signed grant, stays in this process's memory) and it is bound to the LangGraph thread
-it was created on. A run that dies without ``after_agent`` leaves an entry that is revoked and
+it was created on. A run that dies without ``after_agent`` leaves an entry that is closed and
 dropped by the next sweep once its grant has expired (and the grant is useless after its TTL anyway).
+Closing goes through the core lifecycle: :meth:`Guard.close` / :meth:`Guard.aclose` revoke the
+grant and end the task's span.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent_guard import Task
+from agent_guard import Guard, Task
 
 __all__ = ["RunRegistry", "thread_id_of"]
 
@@ -32,22 +33,11 @@ class _Run:
     thread_id: str | None
 
 
-def close_task(task: Task, reason: str) -> None:
-    """Revoke ``task`` (a no-op when already revoked) and end its ``invoke_agent`` span."""
-    try:
-        task.revoke(reason)
-    finally:
-        span = task.span
-        task.span = None
-        if span is not None:
-            span.end()
-
-
 class RunRegistry:
     """Thread-safe map: run key -> live Task (and the thread it belongs to)."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
+    def __init__(self, guard: Guard) -> None:
+        self._guard = guard
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
 
@@ -70,32 +60,54 @@ class RunRegistry:
             return None
         return run.task
 
-    def close(self, key: object, reason: str) -> bool:
-        """Remove ``key`` and revoke its task. True when it was registered."""
+    def _pop(self, key: object) -> Task | None:
         if not isinstance(key, str):
-            return False
+            return None
         with self._lock:
             run = self._runs.pop(key, None)
-        if run is None:
+        return run.task if run is not None else None
+
+    def close(self, key: object, reason: str) -> bool:
+        """Remove ``key`` and close its task (revoke, end its span). True when it was registered."""
+        task = self._pop(key)
+        if task is None:
             return False
-        close_task(run.task, reason)
+        self._guard.close(task, reason)
         return True
 
-    def sweep(self) -> int:
-        """Drop (and revoke) every run whose grant has expired. Returns how many were dropped."""
-        now = self._clock()
+    async def aclose(self, key: object, reason: str) -> bool:
+        """Async :meth:`close` (the store's async path)."""
+        task = self._pop(key)
+        if task is None:
+            return False
+        await self._guard.aclose(task, reason)
+        return True
+
+    def _expired(self) -> list[Task]:
+        now = self._guard.clock()
         with self._lock:
             dead = [k for k, r in self._runs.items() if now >= r.task.expires_at]
-            runs = [self._runs.pop(k) for k in dead]
-        for run in runs:
-            close_task(run.task, "expired")
-        return len(runs)
+            return [self._runs.pop(k).task for k in dead]
+
+    def sweep(self) -> int:
+        """Close and drop every run whose grant has expired. Returns how many were dropped."""
+        tasks = self._expired()
+        for task in tasks:
+            self._guard.close(task, "expired")
+        return len(tasks)
+
+    async def asweep(self) -> int:
+        """Async :meth:`sweep`."""
+        tasks = self._expired()
+        for task in tasks:
+            await self._guard.aclose(task, "expired")
+        return len(tasks)
 
     def close_all(self, reason: str = "manual") -> int:
-        """Revoke and drop every live run (e.g. at shutdown)."""
+        """Close and drop every live run (e.g. at shutdown)."""
         with self._lock:
             runs = list(self._runs.values())
             self._runs.clear()
         for run in runs:
-            close_task(run.task, reason)
+            self._guard.close(run.task, reason)
         return len(runs)

@@ -1,49 +1,63 @@
-"""``GuardedTool``: a LangChain ``BaseTool`` that decides every call before delegating to the tool.
+"""``GuardedTool``: a LangChain ``BaseTool`` that decides every call before the wrapped tool runs.
 
-It delegates whole calls -- ``invoke``/``ainvoke`` to the wrapped tool's ``invoke``/``ainvoke``,
-``run``/``arun`` to its ``run``/``arun`` (never ``_run``/``_arun``) -- so the wrapped tool still
-parses its input, injects ``InjectedToolCallId``/``ToolRuntime``/``InjectedState``/``config``,
-runs its callbacks once, formats ``content_and_artifact`` output, applies ``handle_tool_error``
-(``status="error"``) and returns ``Command`` objects exactly as without the guard. Delegating at
-``invoke`` also spares a second pass through LangChain's argument preparation on every call.
+The wrapper is the tool as LangChain sees it -- the wrapped tool's name, description, schemas,
+``return_direct``, ``response_format``, error handling, tags, metadata and callbacks -- and runs
+LangChain's own ``run``/``arun``: the wrapped tool's input parsing (``_to_args_and_kwargs``),
+one callback run, output formatting. Only ``_run``/``_arun`` differ: they receive exactly what
+the wrapped tool's ``_run``/``_arun`` would (validated, coerced, defaults and injected values in),
+decide on that (:mod:`._arguments`) inside the tool run -- so the decision span is a child of the
+framework's tool span under an instrumentor -- and then call the wrapped ``_run``/``_arun``.
+
+A refused call never reaches the wrapped tool: with a tool call id it returns the error
+``ToolMessage`` (a tool run that answered with the refusal: callbacks see it end), without one
+(plain arguments) it raises :class:`~agent_guard.ToolCallDenied`; ``on_violation="raise"``
+always raises.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
 
-from langchain_core.callbacks import Callbacks
-from langchain_core.messages import ToolCall
+from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.utils.pydantic import TypeBaseModel
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
 from agent_guard import Decision, Guard, ToolCallDenied
-from agent_guard_langchain._calls import (
+from agent_guard_langchain._arguments import Target, decision_args, forged_values, injected_keys, target_of
+from agent_guard_langchain._calls import aguarded_call, guarded_call
+from agent_guard_langchain._checks import (
     OnViolation,
-    already_decided,
-    arun_marked,
-    mark_tool_error,
-    run_marked,
-    without_injected,
+    check_guard,
+    check_on_violation,
+    check_tool,
+    check_tool_list,
 )
 from agent_guard_langchain._messages import denial_message
-from agent_guard_langchain._resume import RESUMABLE
 
 __all__ = ["GuardedTool", "guard_tools"]
+
+_CALL_KEY: Final = "agent_guard:call"
+"""The keyword ``_to_args_and_kwargs`` hands ``_run`` the call's id and forged values under (not an identifier)."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    call_id: str | None
+    forged: dict[str, Any] | None
 
 
 class GuardedTool(BaseTool):
     """A tool whose every call is decided by ``guard`` first; otherwise identical to ``inner``.
 
-    ``GuardedTool(tool, guard)``. An allowed call runs ``inner`` inside an ``execute_tool`` span
-    carrying the tool call id. A refused call never reaches ``inner``: with a ``tool_call_id``
-    (a model ToolCall) it returns ``ToolMessage(status="error")`` naming the tool, the reason
-    code and what the plan allows; with plain arguments it raises
-    :class:`~agent_guard.ToolCallDenied`. ``on_violation="raise"`` always raises.
+    ``GuardedTool(tool, guard)``. Calls are decided in the current task (``with guard.task(...)``,
+    or the run's task under :class:`AgentGuardMiddleware`), on the arguments the wrapped tool's
+    function receives. A plain-JSON value in the input for one of the tool's injected parameters
+    (``InjectedToolArg``, ``InjectedState``, ...) is decided like a model argument -- refused
+    (``argument_not_allowed``) unless the plan lists that argument -- since a model can write one.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -55,14 +69,14 @@ class GuardedTool(BaseTool):
     on_violation: OnViolation = "message"
     """``"message"``: a refused ToolCall becomes an error ToolMessage; ``"raise"``: raise ToolCallDenied."""
 
+    _injectable: frozenset[str] = PrivateAttr(default=frozenset())
+    _targets: dict[bool, Target] = PrivateAttr(default_factory=dict)
+
     def __init__(self, inner: BaseTool, guard: Guard, *, on_violation: OnViolation = "message") -> None:
-        """Wrap ``inner`` so that ``guard`` decides each call."""
-        if not isinstance(inner, BaseTool):
-            raise TypeError(f"inner: expected a langchain BaseTool, got {type(inner).__name__}")
-        if not isinstance(guard, Guard):
-            raise TypeError(f"guard: expected an agent_guard.Guard, got {type(guard).__name__}")
-        if on_violation not in ("message", "raise"):
-            raise ValueError(f"on_violation: expected 'message' or 'raise', got {on_violation!r}")
+        """Wrap ``inner`` so that ``guard`` decides each call; a wrong argument raises ConfigError."""
+        inner = check_tool(inner, "inner")
+        guard = check_guard(guard)
+        on_violation = check_on_violation(on_violation)
         super().__init__(
             inner=inner,
             guard=guard,
@@ -71,6 +85,8 @@ class GuardedTool(BaseTool):
             description=inner.description,
             args_schema=inner.args_schema,
             return_direct=inner.return_direct,
+            verbose=inner.verbose,
+            callbacks=inner.callbacks,
             response_format=inner.response_format,
             handle_tool_error=inner.handle_tool_error,
             handle_validation_error=inner.handle_validation_error,
@@ -78,8 +94,22 @@ class GuardedTool(BaseTool):
             metadata=inner.metadata,
             extras=inner.extras,
         )
+        self._injectable = injected_keys(inner)
 
-    # -- the wrapped tool's schemas and injection markers ----------------------------------
+    @classmethod
+    def _for_tool_node(
+        cls, tool: BaseTool, guard: Guard, on_violation: OnViolation, trusted: frozenset[str]
+    ) -> GuardedTool:
+        """The wrapper a ``ToolNode`` layer (middleware, wrappers) runs ``tool`` through.
+
+        ``trusted``: the injected names LangGraph's ToolNode strips from the model's arguments and
+        fills itself; their values are not the model's.
+        """
+        wrapper = cls(tool, guard, on_violation=on_violation)
+        wrapper._injectable = wrapper._injectable - trusted
+        return wrapper
+
+    # -- the wrapped tool's schemas, injection markers and parsing ---------------------------
     @property
     def tool_call_schema(self) -> Any:
         """The wrapped tool's schema for model tool calls (injected arguments excluded)."""
@@ -101,6 +131,18 @@ class GuardedTool(BaseTool):
     def _filter_injected_args(self, tool_input: dict[str, Any]) -> dict[str, Any]:
         return self.inner._filter_injected_args(tool_input)
 
+    def _parse_input(self, tool_input: str | dict[str, Any], tool_call_id: str | None) -> str | dict[str, Any]:
+        return self.inner._parse_input(tool_input, tool_call_id)
+
+    def _to_args_and_kwargs(
+        self, tool_input: str | dict[str, Any], tool_call_id: str | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        # Read the caller's injected values before parsing (the parse may write into tool_input).
+        forged = forged_values(tool_input, self._injectable) if isinstance(tool_input, dict) else None
+        args, kwargs = self.inner._to_args_and_kwargs(tool_input, tool_call_id)
+        kwargs[_CALL_KEY] = _Call(tool_call_id, forged)
+        return args, kwargs
+
     @property
     def func(self) -> Callable[..., Any] | None:
         """The wrapped tool's ``func`` (LangGraph reads its annotations to inject runtime/state)."""
@@ -112,124 +154,62 @@ class GuardedTool(BaseTool):
         return getattr(self.inner, "coroutine", None)
 
     # -- execution ---------------------------------------------------------------------------
-    def _decision_args(self, tool_input: str | dict[str, Any]) -> dict[str, Any]:
-        if isinstance(tool_input, dict):
-            return without_injected(self.inner, tool_input)
-        names = list(self.inner.args)
-        return {names[0] if len(names) == 1 else "input": tool_input}
+    def _target(self, is_async: bool) -> Target:
+        target = self._targets.get(is_async)
+        if target is None:
+            target = self._targets[is_async] = target_of(self.inner, is_async)
+        return target
 
-    def _refuse(self, decision: Decision, tool_call_id: str | None) -> Any:
-        if self.on_violation == "raise" or tool_call_id is None:
-            raise ToolCallDenied(decision)
-        return denial_message(decision, self.name, tool_call_id)
+    def _prepare(
+        self, is_async: bool, args: tuple[Any, ...], kwargs: dict[str, Any], config: RunnableConfig, run_manager: Any
+    ) -> tuple[dict[str, Any], str | None, dict[str, Any]]:
+        """(decision arguments, tool call id, keyword arguments for the wrapped ``_run``/``_arun``)."""
+        call = kwargs.pop(_CALL_KEY, None)
+        call_id, forged = (call.call_id, call.forged) if isinstance(call, _Call) else (None, None)
+        target = self._target(is_async)
+        decided = decision_args(target, args, kwargs, forged)
+        takes_run_manager, config_param = target.run_kwargs
+        if takes_run_manager:
+            kwargs["run_manager"] = run_manager
+        if config_param:
+            kwargs[config_param] = config
+        return decided, call_id, kwargs
 
-    def _run(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("GuardedTool runs through run()/arun(); call tool.invoke(...)")
+    def _refusal(self, call_id: str | None) -> Callable[[Decision], Any]:
+        def refuse(decision: Decision) -> Any:
+            if self.on_violation == "raise" or call_id is None:
+                raise ToolCallDenied(decision)
+            message = denial_message(decision, self.name, call_id)
+            # LangChain unpacks (content, artifact) for such tools; a ToolMessage content is kept whole.
+            return (message, None) if self.response_format == "content_and_artifact" else message
 
-    def _guarded(self, tool_input: str | dict[str, Any], tool_call_id: str | None, delegate: Callable[[], Any]) -> Any:
-        guard, name = self.guard, self.name
-        if already_decided(guard, name, tool_call_id):
-            return delegate()
-        args = self._decision_args(tool_input)
-        task = guard.current_task()
-        if RESUMABLE.resume(task, tool_call_id, name, args):
-            return delegate()
-        with guard.tool_call(name, args, call_id=tool_call_id, description=self.description) as call:
-            if not call.decision.allowed:
-                return self._refuse(call.decision, tool_call_id)
-            result = run_marked(guard, name, tool_call_id, args, task, delegate)
-            mark_tool_error(call.span, result)
-            call.record_result(result)
-            return result
+        return refuse
 
-    async def _aguarded(
-        self, tool_input: str | dict[str, Any], tool_call_id: str | None, delegate: Callable[[], Awaitable[Any]]
-    ) -> Any:
-        guard, name = self.guard, self.name
-        if already_decided(guard, name, tool_call_id):
-            return await delegate()
-        args = self._decision_args(tool_input)
-        task = guard.current_task()
-        if RESUMABLE.resume(task, tool_call_id, name, args):
-            return await delegate()
-        with await guard.atool_call(name, args, call_id=tool_call_id, description=self.description) as call:
-            if not call.decision.allowed:
-                return self._refuse(call.decision, tool_call_id)
-            result = await arun_marked(guard, name, tool_call_id, args, task, delegate)
-            mark_tool_error(call.span, result)
-            call.record_result(result)
-            return result
-
-    def invoke(self, input: str | dict[str, Any] | ToolCall, config: RunnableConfig | None = None,
-               **kwargs: Any) -> Any:
-        """Decide the call, then ``inner.invoke`` it unchanged (or refuse without running it)."""
-        tool_input, call_id = _split(input)
-        return self._guarded(tool_input, call_id, lambda: self.inner.invoke(input, config, **kwargs))
-
-    async def ainvoke(self, input: str | dict[str, Any] | ToolCall, config: RunnableConfig | None = None,
-                      **kwargs: Any) -> Any:
-        """Async :meth:`invoke`."""
-        tool_input, call_id = _split(input)
-        return await self._aguarded(tool_input, call_id, lambda: self.inner.ainvoke(input, config, **kwargs))
-
-    def run(
-        self,
-        tool_input: str | dict[str, Any],
-        verbose: bool | None = None,
-        start_color: str | None = "green",
-        color: str | None = "green",
-        callbacks: Callbacks = None,
-        *,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        run_name: str | None = None,
-        run_id: uuid.UUID | None = None,
-        config: RunnableConfig | None = None,
-        tool_call_id: str | None = None,
+    def _run(
+        self, *args: Any, config: RunnableConfig, run_manager: CallbackManagerForToolRun | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Decide the call, then run the wrapped tool (or refuse without running it)."""
-        return self._guarded(tool_input, tool_call_id, lambda: self.inner.run(
-            tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
-            run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
-        ))
+        decided, call_id, inner_kwargs = self._prepare(False, args, kwargs, config, run_manager)
+        inner = self.inner
+        return guarded_call(self.guard, self.name, decided, call_id, self.description,
+                            lambda: inner._run(*args, **inner_kwargs), self._refusal(call_id))
 
-    async def arun(
-        self,
-        tool_input: str | dict[str, Any],
-        verbose: bool | None = None,
-        start_color: str | None = "green",
-        color: str | None = "green",
-        callbacks: Callbacks = None,
-        *,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        run_name: str | None = None,
-        run_id: uuid.UUID | None = None,
-        config: RunnableConfig | None = None,
-        tool_call_id: str | None = None,
+    async def _arun(
+        self, *args: Any, config: RunnableConfig, run_manager: AsyncCallbackManagerForToolRun | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Async :meth:`run`."""
-        return await self._aguarded(tool_input, tool_call_id, lambda: self.inner.arun(
-            tool_input, verbose, start_color, color, callbacks, tags=tags, metadata=metadata,
-            run_name=run_name, run_id=run_id, config=config, tool_call_id=tool_call_id, **kwargs,
-        ))
+        decided, call_id, inner_kwargs = self._prepare(True, args, kwargs, config, run_manager)
+        inner = self.inner
+        return await aguarded_call(self.guard, self.name, decided, call_id, self.description,
+                                   lambda: inner._arun(*args, **inner_kwargs), self._refusal(call_id))
 
 
-def _split(value: Any) -> tuple[Any, str | None]:
-    """(tool input, tool call id) of an ``invoke`` input, as LangChain's ``_prep_run_args`` reads it."""
-    if isinstance(value, dict) and value.get("type") == "tool_call":
-        return value["args"], value["id"]
-    return value, None
-
-
-def guard_tools(
-    tools: Iterable[BaseTool], guard: Guard, *, on_violation: OnViolation = "message"
-) -> list[GuardedTool]:
+def guard_tools(tools: Iterable[BaseTool], guard: Guard, *, on_violation: OnViolation = "message") -> list[GuardedTool]:
     """Wrap each tool in a :class:`GuardedTool` (an already guarded tool is re-wrapped around its inner)."""
+    guard = check_guard(guard)
+    on_violation = check_on_violation(on_violation)
     out = []
-    for tool in tools:
+    for tool in check_tool_list(tools):
         inner = tool.inner if isinstance(tool, GuardedTool) else tool
         out.append(GuardedTool(inner, guard, on_violation=on_violation))
     return out

@@ -23,6 +23,8 @@ from llama_index.core.tools.function_tool import async_to_sync, sync_to_async
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from agent_guard import ConfigError
+
 __all__ = ["ToolInput"]
 
 
@@ -62,8 +64,14 @@ class _Binding:
 
     __slots__ = ("signature", "var_keyword")
 
-    def __init__(self, fn: Callable[..., Any], ctx_name: str | None) -> None:
-        signature = inspect.signature(fn)
+    def __init__(self, fn: Callable[..., Any], ctx_name: str | None, tool: str) -> None:
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"tools: {tool!r}: its function's signature cannot be read, so the arguments it would receive "
+                "cannot be checked; wrap a Python function (FunctionTool.from_defaults(fn))"
+            ) from None
         self.signature = signature.replace(
             parameters=[p for p in signature.parameters.values() if p.name != ctx_name]
         )
@@ -125,8 +133,8 @@ class ToolInput:
         if _runs_function_tool_call(tool):
             assert isinstance(tool, FunctionTool)
             real = tool.real_fn
-            self._sync = _Binding(self._target(tool.fn, real), ctx_name)
-            self._async = _Binding(self._target(tool.async_fn, real), ctx_name)
+            self._sync = _Binding(self._target(tool.fn, real), ctx_name, name)
+            self._async = _Binding(self._target(tool.async_fn, real), ctx_name, name)
             # What FunctionTool merges under the model's kwargs: pydantic Field defaults of its
             # function's signature (evaluated once, as FunctionTool does), then partial_params.
             defaults = {

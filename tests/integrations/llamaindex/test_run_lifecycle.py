@@ -180,3 +180,63 @@ async def test_breaking_out_of_a_bare_stream_stops_the_run(raw_tools, guard, pla
     await stream.aclose()  # what the event loop's async-generator finaliser does for a dropped stream
     assert run.handler.is_done() and run.task.revoked
     assert ledger.names() == ["crm_lookup"] and llm.remaining >= 2
+
+
+def _lookup_run(raw_tools, guard, plan, identity):
+    agent = FunctionAgent(tools=guard_tools(raw_tools, guard), llm=scripted_llm(
+        tool_calls(tool_call("crm_lookup", {"customer_id": "C-42"})), "done"))
+    return guarded_run(agent, "Look up C-42", guard=guard, planner=plan, identity=identity)
+
+
+def test_asyncio_run_accepts_a_guarded_run(raw_tools, guard, plan, identity, ledger):
+    """asyncio.run(guarded_run(...)) runs the agent and returns its result (no 'a coroutine was expected')."""
+    run = _lookup_run(raw_tools, guard, plan, identity)
+    assert asyncio.iscoroutine(run)
+    result = asyncio.run(run)
+    assert str(result) == "done"
+    assert ledger.names() == ["crm_lookup"] and run.task.revoked and run.task.revocation_reason == "task_exit"
+
+
+def test_asyncio_run_raises_what_the_run_raises(raw_tools, guard, identity, ledger):
+    """A rejected plan surfaces from asyncio.run as PlanRejected, before anything ran."""
+    too_much = Plan(goal="x", steps=[Step("crm_lookup", args={"customer_id": "X-1"})])
+    run = _lookup_run(raw_tools, guard, too_much, identity)
+    with pytest.raises(PlanRejected):
+        asyncio.run(run)
+    assert ledger.ran == [] and run.task is None
+
+
+async def test_create_task_gather_and_await_again(raw_tools, guard, plan, identity):
+    """create_task and gather take a GuardedRun directly; awaiting a finished run returns its result again."""
+    first = _lookup_run(raw_tools, guard, plan, identity)
+    task = asyncio.create_task(first)
+    second, third = _lookup_run(raw_tools, guard, plan, identity), _lookup_run(raw_tools, guard, plan, identity)
+    results = await asyncio.gather(task, second, third)
+    assert [str(r) for r in results] == ["done"] * 3
+    assert str(await first) == "done"
+    assert first.task.revoked and second.task.revoked and third.task.revoked
+
+
+async def test_cancelling_the_task_driving_a_run_stops_and_revokes_it(guard, plan, identity):
+    """Cancelling the asyncio task that drives a GuardedRun (coroutine protocol: throw) stops the run."""
+    from llama_index.core.tools import FunctionTool
+
+    started, finished = asyncio.Event(), []
+
+    async def slow_lookup(customer_id: str) -> str:
+        """Look a customer up, slowly."""
+        started.set()
+        await asyncio.sleep(60)
+        finished.append(customer_id)
+        return "never"
+
+    tools = guard_tools([FunctionTool.from_defaults(slow_lookup, name="crm_lookup")], guard)
+    agent = FunctionAgent(tools=tools, llm=scripted_llm(tool_calls(tool_call("crm_lookup", {"customer_id": "C-42"})),
+                                                         "done"))
+    run = guarded_run(agent, "Look up C-42", guard=guard, planner=plan, identity=identity)
+    driver = asyncio.create_task(run)
+    await asyncio.wait_for(started.wait(), timeout=20)
+    driver.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(driver, timeout=20)
+    assert run.handler.is_done() and run.task.revoked and finished == []

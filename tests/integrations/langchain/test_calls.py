@@ -1,0 +1,141 @@
+"""One guarded-call path for the middleware, the ToolNode wrappers and GuardedTool; the core's span semantics."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import agent_guard_langchain
+import pytest
+from agent_guard_langchain import AgentGuardMiddleware, GuardedTool, guard_tools, tool_node_wrappers
+from agent_guard_langchain.testing import ScriptedChatModel, calls, tool_call
+from langchain.agents import create_agent
+from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.tools import BaseTool, ToolException, tool
+from langgraph.prebuilt import ToolNode, create_react_agent
+
+from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, Step
+from agent_guard import semconv as sc
+from agent_guard.testing import SpanCapture
+
+ME = AgentIdentity(agent_id="calls")
+POLICY = Policy(agent_id="calls", capabilities=[Capability("lookup", args={"key": {"any": True}}),
+                                                 Capability("broken", args={"key": {"any": True}})])
+PLAN = Plan(goal="look", steps=[Step("lookup", args={"key": "k1"}, max_calls=3),
+                                Step("broken", args={"key": {"any": True}}, max_calls=3)])
+
+
+@tool
+def lookup(key: str) -> str:
+    """Look a key up."""
+    return f"value of {key}"
+
+
+@tool
+def broken(key: str) -> str:
+    """Always fails, handled by handle_tool_error."""
+    raise ToolException(f"no {key}")
+
+
+broken.handle_tool_error = True
+TOOLS: list[BaseTool] = [lookup, broken]
+
+
+def _script() -> list[Any]:
+    return [calls(tool_call("lookup", {"key": "k1"}, "a1"), tool_call("broken", {"key": "k1"}, "a2")), "done"]
+
+
+async def _through(path: str, guard: Guard, mode: str) -> dict[str, Any]:
+    """One agent run with the guard on ``path``: the middleware, the ToolNode wrappers or GuardedTool."""
+    model = ScriptedChatModel(_script())
+    payload = {"messages": [HumanMessage("look k1 up")]}
+    if path == "middleware":
+        agent = create_agent(model, TOOLS, middleware=[AgentGuardMiddleware(guard, planner=PLAN, identity=ME)])
+        return agent.invoke(payload) if mode == "sync" else await agent.ainvoke(payload)
+    if path == "wrappers":
+        wrap, awrap = tool_node_wrappers(guard)
+        agent = create_react_agent(model, tools=ToolNode(TOOLS, wrap_tool_call=wrap, awrap_tool_call=awrap))
+    else:
+        agent = create_agent(model, guard_tools(TOOLS, guard))
+    if mode == "sync":
+        with guard.task(PLAN, identity=ME):
+            return agent.invoke(payload)
+    async with guard.task(PLAN, identity=ME):
+        return await agent.ainvoke(payload)
+
+
+@pytest.mark.filterwarnings("ignore::langgraph.warnings.LangGraphDeprecatedSinceV10")
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("path", ["middleware", "wrappers", "guarded_tool"])
+async def test_every_path_records_the_same_spans(path, mode):
+    """With record_arguments=True each path records arguments and the result; an error answer marks the span."""
+    spans = SpanCapture()
+    guard = Guard(POLICY, tracer_provider=spans.provider, record_arguments=True)
+    out = await _through(path, guard, mode)
+    status = {m.tool_call_id: m.status for m in out["messages"] if isinstance(m, ToolMessage)}
+    assert status == {"a1": "success", "a2": "error"}
+    by_id = {s.attributes[sc.TOOL_CALL_ID]: s for s in spans.named("execute_tool")}
+    ok, failed = by_id["a1"], by_id["a2"]
+    assert json.loads(ok.attributes[sc.TOOL_CALL_ARGUMENTS]) == {"key": "k1"}
+    assert json.loads(ok.attributes[sc.TOOL_CALL_RESULT]) == "value of k1"  # the middleware path lacked this
+    assert sc.ERROR_TYPE not in ok.attributes and ok.status.is_ok
+    assert failed.attributes[sc.ERROR_TYPE].endswith("ToolException") and not failed.status.is_ok
+    assert sc.TOOL_CALL_RESULT not in failed.attributes  # the tool raised: no result to record
+    assert ok.attributes[sc.OPENINFERENCE_SPAN_KIND] == sc.OPENINFERENCE_KIND_GUARDRAIL
+    spans.shutdown()
+
+
+async def test_an_error_answer_value_is_marked_with_the_core_constant(mode):
+    """A call decided at the ToolNode (a tool it does not know) answered with an error ToolMessage: TOOL_ERROR_TYPE."""
+    spans = SpanCapture()
+    guard = Guard(Policy(agent_id="calls", capabilities=[Capability("ghost", args={})]),
+                  tracer_provider=spans.provider)
+    plan = Plan(goal="ghost", steps=[Step("ghost", args={})])
+    model = ScriptedChatModel([calls(tool_call("ghost", {}, "g1")), "done"])
+    agent = create_agent(model, TOOLS, middleware=[AgentGuardMiddleware(guard, planner=plan, identity=ME)])
+    payload = {"messages": [HumanMessage("x")]}
+    out = agent.invoke(payload) if mode == "sync" else await agent.ainvoke(payload)
+    (msg,) = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert msg.status == "error"  # LangGraph: not a valid tool
+    (span,) = spans.named("execute_tool")
+    assert span.attributes[sc.DECISION_OUTCOME] == "allow" and span.attributes[sc.ERROR_TYPE] == sc.TOOL_ERROR_TYPE
+    spans.shutdown()
+
+
+def test_no_adapter_module_imports_opentelemetry():
+    """Span semantics stay in the core: the adapter never imports opentelemetry."""
+    package = Path(agent_guard_langchain.__file__).parent
+    offenders = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "opentelemetry"]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_denied_call_is_a_tool_run_that_answers_with_the_refusal(mode):
+    """The refusal happens inside the tool run: callbacks see it start and end with the error message."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Events(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def on_tool_start(self, *args: Any, **kwargs: Any) -> None:
+            self.seen.append("start")
+
+        def on_tool_end(self, output: Any, **kwargs: Any) -> None:
+            self.seen.append(f"end {output.status}")
+
+    guard = Guard(POLICY)
+    wrapped = GuardedTool(lookup, guard)
+    events = Events()
+    call = {"type": "tool_call", "name": "lookup", "args": {"key": "k2"}, "id": "d1"}
+    with guard.task(PLAN, identity=ME):
+        out = wrapped.invoke(call, {"callbacks": [events]}) if mode == "sync" else \
+            await wrapped.ainvoke(call, {"callbacks": [events]})
+    assert out.status == "error" and events.seen == ["start", "end error"]
