@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import jwt
+
 from agent_guard._redact import redact_url
 from agent_guard.authorization._keys import Algorithm, KeySet, SigningKey
 from agent_guard.exceptions import ConfigError, GrantError
@@ -24,6 +26,31 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+class _JWKSClient(jwt.PyJWKClient):
+    """PyJWT's JWKS client with a stricter fetch: no redirect, no proxy unless configured, a size cap.
+
+    Caching and the refresh rate limit stay in :class:`RemoteKeySet`, which runs on an injectable
+    clock; this client only fetches and parses (``cache_jwk_set=False``).
+    """
+
+    def __init__(self, url: str, *, timeout_s: float, proxies: Mapping[str, str] | None) -> None:
+        super().__init__(url, cache_jwk_set=False, timeout=timeout_s, headers={
+            "Accept": "application/jwk-set+json, application/json", "User-Agent": "agent-guard",
+        })
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler(dict(proxies or {})), _NoRedirect())
+
+    def fetch_data(self) -> Any:
+        """GET the JWKS (at most 256 KiB of JSON); raises ``OSError``/``ValueError`` on failure."""
+        request = urllib.request.Request(self.uri, headers=self.headers)
+        with self._opener.open(request, timeout=self.timeout) as response:
+            if response.status != 200:
+                raise ValueError(f"HTTP {response.status}")
+            body = response.read(_MAX_JWKS_BYTES + 1)
+        if len(body) > _MAX_JWKS_BYTES:
+            raise ValueError(f"the JWKS is larger than {_MAX_JWKS_BYTES} bytes")
+        return json.loads(body)
 
 
 class RemoteKeySet(KeySet):
@@ -61,7 +88,7 @@ class RemoteKeySet(KeySet):
         self.min_refresh_interval_s = min_refresh_interval_s
         self.timeout_s = timeout_s
         self._clock = clock
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler(dict(proxies or {})), _NoRedirect())
+        self._client = _JWKSClient(url, timeout_s=timeout_s, proxies=proxies)
         self._refresh_lock = threading.Lock()
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
@@ -103,8 +130,8 @@ class RemoteKeySet(KeySet):
         """Fetch the JWKS now (no rate limit). True on success; on failure the cache is kept."""
         self.fetches += 1
         try:
-            fresh = KeySet.from_jwks(self._fetch())
-        except (OSError, ValueError, ConfigError) as err:
+            fresh = KeySet.from_jwks(self._client.fetch_data())
+        except (OSError, ValueError, ConfigError, jwt.PyJWTError) as err:
             self.last_error = f"{type(err).__name__}: {err}".replace(self.url, redact_url(self.url))[:200]
             return False
         with self._lock:
@@ -112,18 +139,6 @@ class RemoteKeySet(KeySet):
         self._fetched_at = self._clock()
         self.last_error = None
         return True
-
-    def _fetch(self) -> Any:
-        request = urllib.request.Request(
-            self.url, headers={"Accept": "application/jwk-set+json, application/json", "User-Agent": "agent-guard"}
-        )
-        with self._opener.open(request, timeout=self.timeout_s) as response:
-            if response.status != 200:
-                raise ValueError(f"HTTP {response.status}")
-            body = response.read(_MAX_JWKS_BYTES + 1)
-        if len(body) > _MAX_JWKS_BYTES:
-            raise ValueError(f"the JWKS is larger than {_MAX_JWKS_BYTES} bytes")
-        return json.loads(body)
 
     # -- a remote set never signs -------------------------------------------------------------
     def rotate(self, alg: Algorithm | None = None, *, kid: str | None = None) -> SigningKey:

@@ -2,29 +2,35 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import datetime, timezone
 from typing import Any
 
+import jwt
+
 from agent_guard._text import printable
+
+_UNVERIFIED = jwt.PyJWT()
 
 __all__ = ["explain_claims", "explain_constraints", "unverified_parts"]
 
 
 def unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Decode header and payload WITHOUT verifying (for display only; never for a decision)."""
-    parts = token.strip().split(".")
-    if len(parts) != 3:
+    """Decode header and payload WITHOUT verifying (for display only; never for a decision).
+
+    PyJWT's own unverified readers (``get_unverified_header``, ``decode`` with signature checks off).
+    """
+    token = token.strip()
+    if token.count(".") != 2:
         raise ValueError("not a compact JWS (expected three dot-separated parts)")
-
-    def seg(s: str) -> dict[str, Any]:
-        value = json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
-        if not isinstance(value, dict):
-            raise ValueError("a JWS segment is not a JSON object")
-        return value
-
-    return seg(parts[0]), seg(parts[1])
+    try:
+        header = jwt.get_unverified_header(token)
+        payload = _UNVERIFIED.decode(token, options={"verify_signature": False})
+    except (jwt.PyJWTError, RecursionError) as err:
+        raise ValueError(f"not a readable JWS ({type(err).__name__})") from None
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise ValueError("a JWS segment is not a JSON object")
+    return header, payload
 
 
 def _ts(value: Any) -> str:

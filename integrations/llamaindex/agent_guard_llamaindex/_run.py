@@ -310,9 +310,10 @@ def guarded_run(
     Every agent tool must come from :func:`guard_tools` with this ``guard``. ``run_kwargs`` go to
     ``agent.run`` (e.g. ``ctx=``, ``chat_history=``, ``max_iterations=``). Returns a
     :class:`GuardedRun`: ``result = await guarded_run(...)``, ``asyncio.run(guarded_run(...))``,
-    or ``async with guarded_run(...) as run: async for ev in run.stream_events(): ...``. Raises :class:`~agent_guard.PlanRejected` or
-    :class:`~agent_guard.PlannerError` before anything runs, and :class:`~agent_guard.ToolCallDenied`
-    when a ``"raise"``-mode tool stopped the run.
+    or ``async with guarded_run(...) as run: async for ev in run.stream_events(): ...``. Raises
+    :class:`~agent_guard.PlanRejected` or :class:`~agent_guard.PlannerError` before anything runs,
+    :class:`~agent_guard.ToolCallDenied` when a ``"raise"``-mode tool stopped the run, and
+    :class:`~agent_guard.ConfigError` at once for arguments of the wrong type.
     """
     check_guard(guard)
     check_identity(identity)

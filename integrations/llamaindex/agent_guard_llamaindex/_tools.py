@@ -47,8 +47,9 @@ class GuardedFunctionTool(FunctionTool):
     instances; it forwards the ``Context`` to the wrapped tool when that tool needs it. The
     metadata (name, description, ``fn_schema``, ``return_direct``) is the wrapped tool's own.
 
-    The decision sees every argument the wrapped tool will receive, defaults included, and the
-    tool then receives exactly those (see :mod:`agent_guard_llamaindex._arguments`).
+    The decision sees every argument the wrapped tool will receive (the model's, plus the
+    signature's and ``fn_schema``'s defaults and ``partial_params``), and the tool then receives
+    exactly those; a call its function cannot take raises ``TypeError`` before any decision.
     """
 
     def __init__(self, tool: BaseTool, guard: Guard, *, on_violation: _Mode = "message") -> None:
