@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent_guard import reasons
+from agent_guard.reasons import ReasonCode
 
 if TYPE_CHECKING:
     from agent_guard._decision import Decision
@@ -71,8 +72,8 @@ class GrantError(AgentGuardError):
     (never the token itself).
     """
 
-    def __init__(self, detail: str, *, reason: str = reasons.INVALID_GRANT) -> None:
-        self.reason = reason
+    def __init__(self, detail: str, *, reason: ReasonCode = reasons.INVALID_GRANT) -> None:
+        self.reason: ReasonCode = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
 
@@ -80,7 +81,7 @@ class GrantError(AgentGuardError):
 class StoreUnavailable(AgentGuardError):
     """The grant store could not be reached; callers must deny (``store_unavailable``)."""
 
-    reason = reasons.STORE_UNAVAILABLE
+    reason: ReasonCode = reasons.STORE_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class PlanViolation:
 
     step: int
     tool: str
-    reason: str
+    reason: ReasonCode
     message: str
     argument: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -111,7 +112,7 @@ class PlanRejected(AgentGuardError):
         if not violations:
             raise ValueError("PlanRejected needs at least one violation")
         self.violations: tuple[PlanViolation, ...] = tuple(violations)
-        self.reason: str = self.violations[0].reason
+        self.reason: ReasonCode = self.violations[0].reason
         lines = "\n".join(f"  - {v}" for v in self.violations)
         super().__init__(f"plan rejected ({self.reason}), {len(self.violations)} violation(s):\n{lines}")
 
@@ -133,6 +134,6 @@ class ToolCallDenied(AgentGuardError):
 
     def __init__(self, decision: Decision) -> None:
         self.decision = decision
-        self.reason: str = decision.reason or reasons.NO_GRANT
+        self.reason: ReasonCode = decision.reason or reasons.NO_GRANT
         self.tool: str = decision.tool
         super().__init__(decision.message)

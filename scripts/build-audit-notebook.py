@@ -31,7 +31,7 @@ matplotlib.use("Agg")  # render to files; nothing blocks
 import matplotlib.pyplot as plt
 from IPython.display import Image, display
 
-from agent_guard import AgentIdentity, Capability, Guard, Plan, Policy, Step, ToolCallDenied
+from agent_guard import AgentIdentity, Capability, Guard, KeySet, Plan, Policy, Step, ToolCallDenied
 from agent_guard.audit import DecisionLog, read_log, verify_log
 from agent_guard.cli import main as agent_guard_cli
 from agent_guard.telemetry import format_table
@@ -39,7 +39,8 @@ from agent_guard.testing import SpanCapture
 
 workdir = Path(tempfile.mkdtemp(prefix="audit-trail-"))
 log_path = workdir / "audit.jsonl"
-log = DecisionLog(log_path)          # fsync="batch": synced every 256 records and at every task end
+keys = KeySet.generate()             # the guard's signing keys: they also sign the log's checkpoints
+log = DecisionLog(log_path, signing_keys=keys)   # hash-chained; a signed checkpoint at every task end
 spans = SpanCapture()                # the same decisions as spans, in memory
 
 policy = Policy(agent_id="support-bot", capabilities=[
@@ -47,7 +48,7 @@ policy = Policy(agent_id="support-bot", capabilities=[
     Capability("send_email", args={"to": {"email_domain_in": ["example.com"]}, "body": {"max_len": 2000}}),
     Capability("refund", args={"order_id": {"prefix": "O-"}, "amount": {"min": 0, "max": 100}}),
 ])
-guard = Guard(policy, tracer_provider=spans.provider, decision_log=log)"""),
+guard = Guard(policy, keys=keys, tracer_provider=spans.provider, decision_log=log)"""),
     new_markdown_cell("""## A guarded agent
 
 Plain Python functions, wrapped with `guard.wrap`. A scripted "model" drives them: in the first task it follows an
@@ -106,57 +107,99 @@ log.flush()
 print(f"{log.records} records in {log_path.name}")"""),
     new_markdown_cell("""## The trail as a table
 
-`read_log` yields the records; `format_table` renders them. The same table is `agent-guard audit show FILE`
-on the command line, with `--task`, `--outcome` and `--tool` filters."""),
-    new_code_cell("""records = list(read_log(log_path))
+`read_log` yields the records. The same table is `agent-guard audit show FILE` on the command line, with
+`--task`, `--outcome` and `--tool` filters. Tool names come from the model: the HTML escapes them."""),
+    new_code_cell("""from html import escape
+
+from IPython.display import HTML
+
+records = list(read_log(log_path))
 columns = ["line", "event", "task", "tool", "outcome", "reason", "step"]
-print(format_table([{c: ("" if r.get(c) is None else r.get(c)) for c in columns} for r in records], columns))"""),
+shade = {"allow": "#e6f4ea", "deny": "#fce8e6"}
+
+
+def html_table(rows, columns):
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join(
+        f"<tr style='background:{shade.get(r.get('outcome'), 'white')}'>"
+        + "".join(f"<td>{escape(str('' if r.get(c) is None else r.get(c))[:24])}</td>" for c in columns)
+        + "</tr>"
+        for r in rows
+    )
+    return HTML(f"<table><tr>{head}</tr>{body}</table>")
+
+
+display(html_table(records, columns))"""),
     new_code_cell("""# Only the denials, through the CLI:
 exit_code = agent_guard_cli(["audit", "show", str(log_path), "--outcome", "deny"])"""),
     new_markdown_cell("""## A timeline
 
-Each decision at its time: allowed calls in green, denied calls as red crosses, grant issued/revoked as
-vertical lines. (A `plan_completed` revocation is recorded while the call that spends the plan's last budget is
-decided, so it sits just before that call's own record.)"""),
-    new_code_cell("""from datetime import datetime
-
-t0 = datetime.fromisoformat(records[0]["time"].replace("Z", "+00:00"))
+One lane per tool, plus a lane for the grant, in the order the log recorded them (so nothing that happened
+in the same millisecond hides anything else): allowed calls are green dots, denied calls red crosses (labelled
+with their reason), a grant issued is a blue triangle and a grant revoked a black square labelled with why. Each
+task is shaded."""),
+    new_code_cell("""order = {id(r): i for i, r in enumerate(r for r in records if r["event"] != "checkpoint")}
 
 
 def at(record):
-    return (datetime.fromisoformat(record["time"].replace("Z", "+00:00")) - t0).total_seconds() * 1000
+    return order[id(record)]
 
 
-tools = sorted({r["tool"] for r in records if r["event"] == "decision"})
-fig, ax = plt.subplots(figsize=(10, 3.4))
-for outcome, style in (("allow", dict(marker="o", color="tab:green")), ("deny", dict(marker="x", color="tab:red"))):
-    points = [r for r in records if r["event"] == "decision" and r["outcome"] == outcome]
-    ax.scatter([at(r) for r in points], [tools.index(r["tool"]) for r in points], s=70, label=outcome, **style)
+records = [r for r in records if r["event"] != "checkpoint"]   # the signed checkpoints are not events
+decisions = [r for r in records if r["event"] == "decision"]
+lanes = ["grant", *sorted({r["tool"] for r in decisions})]
+styles = {
+    "allow": dict(marker="o", color="#1e8e3e", s=80, label="allowed call"),
+    "deny": dict(marker="X", color="#d93025", s=110, label="denied call"),
+    "grant_issued": dict(marker="^", color="#1a73e8", s=110, label="grant issued"),
+    "grant_revoked": dict(marker="s", color="#202124", s=80, label="grant revoked"),
+}
+fig, ax = plt.subplots(figsize=(11, 3.8))
+for task_id, colour in zip((first, second), ("#f1f3f4", "#e8f0fe")):
+    times = [at(r) for r in records if r.get("task") == task_id]
+    ax.axvspan(min(times) - 0.4, max(times) + 0.4, color=colour, zorder=0)
+for kind, style in styles.items():
+    if kind in ("allow", "deny"):
+        points = [r for r in decisions if r["outcome"] == kind]
+        ys = [lanes.index(r["tool"]) for r in points]
+    else:
+        points = [r for r in records if r["event"] == kind]
+        ys = [0] * len(points)
+    ax.scatter([at(r) for r in points], ys, zorder=3, **style)
 for r in records:
+    label, y = None, 0
     if r["event"] == "decision" and r["outcome"] == "deny":
-        ax.annotate(r["reason"], (at(r), tools.index(r["tool"])), textcoords="offset points", xytext=(6, 6),
-                    fontsize=8, color="tab:red")
-for r in records:
-    if r["event"].startswith("grant_"):
-        ax.axvline(at(r), color="tab:blue" if r["event"] == "grant_issued" else "grey", ls=":", lw=1)
-ax.set_yticks(range(len(tools)), tools)
-ax.margins(y=0.25)
-ax.set_xlabel("ms since the first record")
-ax.set_title("Decisions per tool (dotted: grant issued / revoked)")
-ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        label, y = r["reason"], lanes.index(r["tool"])
+    elif r["event"] == "grant_revoked":
+        label = r["reason"]
+    if label:
+        ax.annotate(label, (at(r), y), textcoords="offset points", xytext=(0, -16 if y else 10), ha="center",
+                    fontsize=8, color="#5f6368")
+ax.set_yticks(range(len(lanes)), lanes)
+ax.set_ylim(-0.7, len(lanes) - 0.4)
+ax.invert_yaxis()
+ax.set_xlabel("record in the decision log")
+ax.set_xticks(range(len(records)))
+ax.set_title("Two tasks: every decision and grant event")
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
 fig.tight_layout()
 fig.savefig(workdir / "timeline.png", dpi=90)
 plt.close(fig)
 display(Image(filename=str(workdir / "timeline.png")))"""),
     new_markdown_cell("""## Verifying the chain
 
-`verify_log` (or `agent-guard audit verify FILE`, exit code 0 when intact) recomputes every line's hash and checks
-it against the next line's `prev`. Below, a copy of the log has one denial rewritten as an allow: the check names
-the first broken line. Keep the `head` hash somewhere else too: it also reveals a log whose last lines were cut."""),
-    new_code_cell("""log.close()
-result = verify_log(log_path)
+`verify_log` (or `agent-guard audit verify FILE --jwks JWKS`, exit code 0 when intact) recomputes every line's
+hash, checks it against the next line's `prev`, and checks every signed checkpoint against the guard's public
+keys. Below, a copy of the log has one denial rewritten as an allow: the check names the first broken line. Then
+the denial is deleted and the chain recomputed (what someone who can write the file but has no signing key could
+do): the hash chain alone passes, the checkpoints do not."""),
+    new_code_cell("""import json
+
+log_head = log.head          # also recorded on the task span as agent_guard.audit.head
+log.close()
+result = verify_log(log_path, jwks=guard.jwks(), expect_head=str(log_head))
 print(result)
-assert result.ok
+assert result.ok and result.checkpoints >= 2
 
 tampered = workdir / "tampered.jsonl"
 lines = log_path.read_text().splitlines(keepends=True)
@@ -167,7 +210,25 @@ broken = verify_log(tampered)
 print(broken)
 assert not broken.ok and broken.first_broken_line == victim + 1
 exit_code = agent_guard_cli(["audit", "verify", str(tampered)])
-print("exit code:", exit_code)"""),
+print("exit code:", exit_code)
+
+from agent_guard.audit._chain import GENESIS_HASH, encode_record  # the public format, as an attacker uses it
+
+rechained = workdir / "rechained.jsonl"
+prev, out = GENESIS_HASH, []
+for line in log_path.read_bytes().splitlines():
+    record = json.loads(line)
+    if record.get("outcome") == "deny":
+        continue                                   # the denial disappears ...
+    body = {k: v for k, v in record.items() if k not in ("prev", "hash")}
+    body["seq"] = len(out) + 1                     # ... and every later line is renumbered and re-hashed
+    encoded, prev = encode_record(body, prev)
+    out.append(encoded)
+rechained.write_bytes(b"".join(out))
+print("chain only:", verify_log(rechained).ok)
+print("with the JWKS:", verify_log(rechained, jwks=guard.jwks()))
+assert verify_log(rechained).ok
+assert not verify_log(rechained, jwks=guard.jwks()).ok"""),
     new_markdown_cell("""## The same trace in Arize Phoenix
 
 Every decision record carries the `trace_id` of its task, and the spans carry the task id, grant id and tool call

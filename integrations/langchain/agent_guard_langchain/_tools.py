@@ -204,6 +204,13 @@ class GuardedTool(BaseTool):
                                    lambda: inner._arun(*args, **inner_kwargs), self._refusal(call_id))
 
 
+# LangChain's run()/arun() read the type hints of _run/_arun on every call (to find the RunnableConfig
+# parameter). Under `from __future__ import annotations` they are strings, evaluated anew each time
+# (about 20 µs a call): keep them as objects. Only the parameter names and RunnableConfig matter to it.
+for _method in (GuardedTool._run, GuardedTool._arun):
+    _method.__annotations__ = {"config": RunnableConfig, "return": Any}
+
+
 def guard_tools(tools: Iterable[BaseTool], guard: Guard, *, on_violation: OnViolation = "message") -> list[GuardedTool]:
     """Wrap each tool in a :class:`GuardedTool` (an already guarded tool is re-wrapped around its inner)."""
     guard = check_guard(guard)
