@@ -26,6 +26,7 @@ from agent_guard.authorization._grant import (
     verify_grant,
 )
 from agent_guard.authorization._keys import KeySet, SigningKey
+from agent_guard.authorization._limits import Limit
 from agent_guard.authorization._models import AgentIdentity, Capability, Decision, Plan, Policy, Step
 from agent_guard.authorization._scope import ScopedStep, TaskScope, derive_scope
 from agent_guard.exceptions import (
@@ -69,6 +70,7 @@ __all__ = [
     "Guard",
     "InMemoryGrantStore",
     "KeySet",
+    "Limit",
     "MissingDependencyError",
     "Plan",
     "PlanRejected",

@@ -19,6 +19,7 @@ __all__ = [
     "EXCEEDS_PARENT_SCOPE",
     "EXPIRED",
     "INVALID_GRANT",
+    "LIMIT_EXCEEDED",
     "MINT_REASONS",
     "NO_GRANT",
     "OUT_OF_ORDER",
@@ -44,6 +45,7 @@ PLAN_EXCEEDS_POLICY: Final = "plan_exceeds_policy"
 APPROVAL_REQUIRED: Final = "approval_required"
 APPROVAL_DENIED: Final = "approval_denied"
 EXCEEDS_PARENT_SCOPE: Final = "exceeds_parent_scope"
+LIMIT_EXCEEDED: Final = "limit_exceeded"
 
 ReasonCode = Literal[
     "no_grant",
@@ -60,6 +62,7 @@ ReasonCode = Literal[
     "approval_required",
     "approval_denied",
     "exceeds_parent_scope",
+    "limit_exceeded",
 ]
 
 CALL_REASONS: Final = frozenset(
@@ -74,6 +77,7 @@ CALL_REASONS: Final = frozenset(
         BUDGET_EXHAUSTED,
         OUT_OF_ORDER,
         STORE_UNAVAILABLE,
+        LIMIT_EXCEEDED,
     }
 )
 """Codes a tool-call decision can carry."""
@@ -96,6 +100,7 @@ _DESCRIPTIONS: Final[dict[str, str]] = {
     APPROVAL_REQUIRED: "a step needs approval and no approval hook is configured",
     APPROVAL_DENIED: "a step needs approval and the approver said no",
     EXCEEDS_PARENT_SCOPE: "a delegated plan asks for more than its parent task holds (tool, argument or budget)",
+    LIMIT_EXCEEDED: "a limit of the policy over time or amount (a running total or a rate) has no room left for this call",
 }
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "AUDIT_HEAD",
     "AGENT_NAME",
     "CONVERSATION_ID",
+    "DECISION_LIMIT",
     "DECISION_OUTCOME",
     "DECISION_REASON",
     "ENDUSER_ID",
@@ -41,7 +42,7 @@ __all__ = [
     "invoke_agent_span_name",
     "OPENINFERENCE_SPAN_KIND",
     "OPENINFERENCE_KIND_AGENT",
-    "OPENINFERENCE_KIND_GUARDRAIL",
+    "OPENINFERENCE_KIND_TOOL",
 ]
 
 OPERATION_NAME: Final = "gen_ai.operation.name"
@@ -77,7 +78,7 @@ TOOL_ERROR_TYPE: Final = "agent_guard.ToolError"
 """``error.type`` of an allowed call whose tool answered with an error value instead of raising."""
 
 DECISION_OUTCOME: Final = "agent_guard.decision.outcome"
-"""``allow`` or ``deny``."""
+"""``allow`` or ``deny``; ``would_deny`` in shadow mode (the call ran, enforcement would have refused it)."""
 DECISION_REASON: Final = "agent_guard.decision.reason"
 """The reason code of a denial (see :mod:`agent_guard.reasons`)."""
 GRANT_ID: Final = "agent_guard.grant.id"
@@ -128,9 +129,14 @@ OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
 """OpenInference's span role, which Phoenix uses to render a trace (distinct from the OTel SpanKind)."""
 OPENINFERENCE_KIND_AGENT: Final = "AGENT"
 """``openinference.span.kind`` of a task span (``invoke_agent``): one agent run acting on tools."""
-OPENINFERENCE_KIND_GUARDRAIL: Final = "GUARDRAIL"
-"""``openinference.span.kind`` of a decision span (``execute_tool``): a policy check of one tool call.
+OPENINFERENCE_KIND_TOOL: Final = "TOOL"
+"""``openinference.span.kind`` of a decision span (``execute_tool``): the guarded tool call.
 
-Not ``TOOL``: under a framework's instrumentation (OpenInference's LangChain tracer) the decision
-span is a child of the framework's ``TOOL`` span, and a second ``TOOL`` would count the call twice.
+Under a framework's own instrumentation (OpenInference's LangChain or LlamaIndex tracer) the
+decision span is a child of the framework's ``TOOL`` span of the same call.
 """
+
+
+# -- limits over time and money ----------------------------------------------------------------
+DECISION_LIMIT: Final = "agent_guard.decision.limit"
+"""On a ``limit_exceeded`` refusal (or would-deny): the limit's name, ``transfer: sum_of amount per user per 86400 s``."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from opentelemetry import trace
 
+from agent_guard._decision import outcome_of
 from agent_guard.audit._chain import FORMAT_VERSION, encode_record
 from agent_guard.audit._checkpoint import LogHead, check_signing_keys, sign_checkpoint
 from agent_guard.audit._file import cut_torn_tail, first_hash, last_checkpoint, read_head
@@ -68,8 +69,9 @@ class DecisionLog:
     """An append-only, hash-chained JSON-lines file of every decision and grant issued/revoked.
 
     Pass it as ``Guard(policy, decision_log=DecisionLog("audit.jsonl"))``. Each line holds the time,
-    task id, grant id, agent, user, tool, outcome, reason, plan step, call id and trace id, plus the
-    argument values only when the guard has ``record_arguments=True``; never a token. Each line
+    task id, grant id, agent, user, tool, outcome (``allow``, ``deny``, or ``would_deny`` in shadow
+    mode), reason, plan step, call id and trace id, plus the argument values (and each task's plan,
+    on its ``grant_issued`` record) only when the guard has ``record_arguments=True``; never a token. Each line
     carries the hash of the line before (:func:`agent_guard.audit.verify_log` checks the chain).
 
     Durability (``fsync``): every record is written to the kernel before the call proceeds, so a
@@ -212,13 +214,15 @@ class DecisionLog:
             "grant": decision.grant_id,
             **_who(task),
             "tool": decision.tool,
-            "outcome": "allow" if decision.allowed else "deny",
+            "outcome": outcome_of(decision),
             "reason": decision.reason,
             "step": decision.step,
             "call_id": call_id,
         }
         if decision.argument is not None:
             fields["argument"] = decision.argument  # the argument's name, never its value
+        if decision.limit is not None:
+            fields["limit"] = decision.limit  # the limit's name (tool, kind, scope, window), never a total
         trace_id = _trace_id(task)
         if trace_id is not None:
             fields["trace_id"] = trace_id
@@ -240,9 +244,20 @@ class DecisionLog:
             fields["trace_id"] = trace_id
         return fields
 
-    def grant_issued(self, task: TaskRecord) -> None:
-        """Append a ``grant_issued`` record (never the token itself)."""
-        self._append(self._grant_fields("grant_issued", task))
+    def grant_issued(self, task: TaskRecord, *, context: Mapping[str, Any] | None = None) -> None:
+        """Append a ``grant_issued`` record (never the token itself).
+
+        ``context`` is passed by a guard with ``record_arguments=True``: the task's ``plan`` (JSON)
+        and, for a delegated or replanned grant, ``delegated_from`` / ``replaces`` (the grant id it
+        comes from). With the identity the record always holds (agent, user, tenant), it lets
+        ``agent-guard policy replay`` open the same tasks again under another policy.
+        """
+        fields = self._grant_fields("grant_issued", task)
+        if context is not None:
+            for key in ("plan", "delegated_from", "replaces"):
+                if context.get(key) is not None:
+                    fields[key] = context[key]
+        self._append(fields)
 
     def grant_revoked(self, task: TaskRecord, reason: str) -> None:
         """Append a ``grant_revoked`` record with the reason, then a checkpoint (with ``signing_keys``).

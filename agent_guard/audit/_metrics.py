@@ -7,7 +7,7 @@ built and each call returns after one attribute check.
 Instruments (see :mod:`agent_guard.semconv`):
 
 - ``agent_guard.decisions`` (counter, ``{decision}``): ``agent_guard.decision.outcome``,
-  ``agent_guard.decision.reason`` (denials only), ``gen_ai.tool.name``;
+  ``agent_guard.decision.reason`` (denials and shadow-mode would-denials only), ``gen_ai.tool.name``;
 - ``gen_ai.execute_tool.duration`` (histogram, ``s``): the OpenTelemetry GenAI conventions' tool
   execution metric, with ``gen_ai.operation.name``, ``gen_ai.tool.name``, ``gen_ai.tool.type``
   and ``error.type`` when the tool failed;
@@ -25,6 +25,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import Counter, Histogram, MeterProvider, NoOpMeterProvider
 
 from agent_guard import semconv as sc
+from agent_guard._decision import outcome_of
 from agent_guard._version import __version__
 
 if TYPE_CHECKING:
@@ -111,8 +112,8 @@ class DecisionMetrics:
         """Count one decision (``agent_guard.decisions``)."""
         if not self._on:
             return
-        attributes = {sc.DECISION_OUTCOME: "allow" if decision.allowed else "deny", sc.TOOL_NAME: self._tool(decision.tool)}
-        if not decision.allowed:
+        attributes = {sc.DECISION_OUTCOME: outcome_of(decision), sc.TOOL_NAME: self._tool(decision.tool)}
+        if not decision.allowed or decision.reason is not None:  # a denial, or a shadow-mode would_deny
             attributes[sc.DECISION_REASON] = decision.reason or ""
         self._decisions.add(1, attributes)
 

@@ -63,7 +63,12 @@ class AuditSink(Protocol):
         """Record one decision. ``arguments`` is ``None`` unless argument recording is opted in."""
 
     def grant_issued(self, task: TaskRecord) -> None:
-        """Record a grant minted for ``task``."""
+        """Record a grant minted for ``task``.
+
+        A sink whose ``grant_issued`` also accepts a keyword ``context`` receives, from a guard with
+        ``record_arguments=True``, the task's ``plan`` (JSON) and ``delegated_from`` / ``replaces``
+        (see :meth:`agent_guard.audit.DecisionLog.grant_issued`); other sinks are called as before.
+        """
 
     def grant_revoked(self, task: TaskRecord, reason: str) -> None:
         """Record the revocation of ``task``'s grant and why."""

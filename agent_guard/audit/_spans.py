@@ -16,6 +16,7 @@ from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, TracerProvider
 
 from agent_guard import semconv as sc
+from agent_guard._decision import outcome_of
 from agent_guard._version import __version__
 
 if TYPE_CHECKING:
@@ -138,8 +139,8 @@ class SpanEmitter:
         attributes: dict[str, Any] = {
             sc.OPERATION_NAME: "execute_tool",
             sc.TOOL_NAME: decision.tool,
-            sc.DECISION_OUTCOME: "allow" if decision.allowed else "deny",
-            sc.OPENINFERENCE_SPAN_KIND: sc.OPENINFERENCE_KIND_GUARDRAIL,
+            sc.DECISION_OUTCOME: outcome_of(decision),
+            sc.OPENINFERENCE_SPAN_KIND: sc.OPENINFERENCE_KIND_TOOL,
         }
         if task is not None:
             attributes.update(task.tool_attributes)
@@ -152,6 +153,10 @@ class SpanEmitter:
         if not decision.allowed:
             attributes[sc.DECISION_REASON] = decision.reason or ""
             attributes[sc.ERROR_TYPE] = _DENIED_ERROR_TYPE
+        elif decision.reason is not None:  # shadow mode: the call runs; the reason enforcement would give
+            attributes[sc.DECISION_REASON] = decision.reason
+        if decision.limit is not None:
+            attributes[sc.DECISION_LIMIT] = decision.limit
         if self.record_arguments and arguments is not None:
             attributes[sc.TOOL_CALL_ARGUMENTS] = _json(dict(arguments))
         span = self.tracer.start_span(

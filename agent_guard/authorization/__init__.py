@@ -1,6 +1,7 @@
 """The authorization layer: what an agent may ever do, what one task may do, and the grant that says so.
 
-- the ceiling (:class:`Policy`, :class:`Capability`) and the intent (:class:`Plan`, :class:`Step`);
+- the ceiling (:class:`Policy`, :class:`Capability`, its :class:`Limit` over time and money) and the
+  intent (:class:`Plan`, :class:`Step`);
 - :func:`derive_scope`: plan ∩ ceiling = :class:`TaskScope`, or :class:`~agent_guard.PlanRejected`;
 - the constraint vocabulary, compiled once per task into plain predicates;
 - the grant: minted as a signed JWT, verified by :func:`verify_grant` against a :class:`KeySet`.
@@ -26,6 +27,7 @@ from agent_guard.authorization._grant import (
     verify_grant,
 )
 from agent_guard.authorization._keys import KeySet, SigningKey
+from agent_guard.authorization._limits import Limit
 from agent_guard.authorization._models import MAX_TTL_S, Capability, Decision, Plan, Policy, Step
 from agent_guard.authorization._scope import ScopedStep, TaskScope, derive_scope
 
@@ -42,6 +44,7 @@ __all__ = [
     "Decision",
     "GrantClaims",
     "KeySet",
+    "Limit",
     "Plan",
     "Policy",
     "ScopedStep",

@@ -174,8 +174,11 @@ def derive_child_scope(
             if name in parent_step.required or (is_narrowing(spec) and not is_optional(spec))
             or (ceiling is not None and name in ceiling.steps[index].required)
         )
+        # the parent's limits always hold (charged to the same task, user, root agent and tenant), and the child
+        # agent's own policy may add its own
+        limits = (*parent_step.limits, *(ceiling.steps[index].limits if ceiling is not None else ()))
         steps.append(ScopedStep(index=index, tool=step.tool, args=args, required=required, max_calls=step.max_calls,
-                                requires_approval=False))
+                                requires_approval=False, limits=tuple(dict.fromkeys(limits))))
         parents.append(parent_step.index)
     scope = TaskScope(agent_id=agent_id, steps=tuple(steps), ordered=plan.ordered, plan_hash=plan.plan_hash,
                       policy_hash=policy.policy_hash if policy is not None else parent.policy_hash)

@@ -71,9 +71,11 @@ def _literal_index(steps: tuple[CompiledStep, ...]) -> tuple[str, dict[tuple[typ
 class CompiledScope:
     """The scope indexed by tool; :meth:`match` is the constraint check of every call."""
 
-    __slots__ = ("by_tool", "indexes", "tools")
+    __slots__ = ("by_tool", "indexes", "limited", "tools")
 
     def __init__(self, scope: TaskScope) -> None:
+        self.limited = any(step.limits for step in scope.steps)
+        """True when some step has limits over time or money (else a call needs no limit work at all)."""
         by_tool: dict[str, list[CompiledStep]] = {}
         for step in scope.steps:
             if step.agent is not None and step.agent != scope.agent_id:

@@ -19,11 +19,12 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 from agent_guard._decision import Decision
 from agent_guard._frozen import Frozen, canonical_hash
 from agent_guard.authorization._constraints import Constraint, normalize_constraint
+from agent_guard.authorization._limits import MAX_LIMITS, Limit
 from agent_guard.exceptions import ConfigError, MissingDependencyError
 from agent_guard.identity import AgentIdentity
 
 __all__ = [
-    "MAX_PLAN_STEPS", "MAX_TTL_S", "AgentIdentity", "Capability", "Decision", "Plan", "Policy", "Step",
+    "MAX_PLAN_STEPS", "MAX_TTL_S", "AgentIdentity", "Capability", "Decision", "Limit", "Plan", "Policy", "Step",
     "canonical_hash",
 ]
 
@@ -56,10 +57,12 @@ ArgSpecs = Annotated[dict[str, Constraint], BeforeValidator(_normalize_args)]
 
 
 class Capability(Frozen):
-    """The most an agent may ever do with one tool: argument constraints and flags.
+    """The most an agent may ever do with one tool: argument constraints, limits and flags.
 
     ``Capability("send_email", args={"to": {"email_domain_in": ["example.com"]}})``. ``args`` lists every
-    argument the agent may ever pass; a plan step may only list arguments named here.
+    argument the agent may ever pass; a plan step may only list arguments named here. ``limits``
+    hold across tasks: ``[Limit(sum_of="amount", max=1000, per="user", window_s=86400)]`` (see
+    :class:`~agent_guard.Limit`); a ``sum_of`` must name an argument of ``args``.
     """
 
     tool: str = Field(min_length=1)
@@ -67,11 +70,24 @@ class Capability(Frozen):
     requires_approval: bool = False
     max_calls: int | None = Field(default=None, ge=1, description="Most calls one plan step may plan.")
     description: str | None = None
+    limits: tuple[Limit, ...] = Field(
+        default=(), max_length=MAX_LIMITS, description="Running totals and rates every call must fit in.",
+    )
 
     def __init__(self, tool: str | None = None, /, **data: Any) -> None:
         if tool is not None:
             data["tool"] = tool
         super().__init__(**data)
+
+    @model_validator(mode="after")
+    def _limits_sum_listed_arguments(self) -> Capability:
+        for i, limit in enumerate(self.limits):
+            if limit.sum_of is not None and limit.sum_of not in self.args:
+                raise ValueError(
+                    f"limits[{i}].sum_of: {limit.sum_of!r} is not an argument of {self.tool!r}; list it in args "
+                    f"(e.g. {{{limit.sum_of!r}: {{'min': 0}}}}) or sum another argument"
+                )
+        return self
 
 
 
@@ -104,8 +120,16 @@ class Policy(Frozen):
 
     @cached_property
     def policy_hash(self) -> str:
-        """Canonical hash of the policy, recorded in every grant's ``tctx``."""
-        return canonical_hash(self.model_dump(mode="json"))
+        """Canonical hash of the policy, recorded in every grant's ``tctx`` (limits included).
+
+        A capability without limits hashes as it did before limits existed, so grants minted
+        under an unchanged policy stay valid across the upgrade.
+        """
+        data = self.model_dump(mode="json")
+        for cap in data["capabilities"]:
+            if not cap.get("limits"):
+                cap.pop("limits", None)
+        return canonical_hash(data)
 
     @classmethod
     def from_file(cls, path: str | Path) -> Policy:

@@ -10,8 +10,9 @@ from pydantic import Field
 from agent_guard import reasons
 from agent_guard._frozen import Frozen
 from agent_guard.authorization._constraints import Constraint, compile_constraint, is_narrowing, is_optional
+from agent_guard.authorization._limits import MAX_LIMITS, Limit
 from agent_guard.authorization._models import Capability, Plan, Policy
-from agent_guard.exceptions import GrantError, PlanRejected, PlanViolation
+from agent_guard.exceptions import ConfigError, GrantError, PlanRejected, PlanViolation
 
 __all__ = ["DETAIL_TYPE", "ScopedStep", "TaskScope", "derive_scope"]
 
@@ -30,16 +31,25 @@ class ScopedStep(Frozen):
     requires_approval: bool = False
     agent: str | None = None
     """Only this agent may make the call (through a delegated grant); ``None``: any agent of the task."""
+    limits: tuple[Limit, ...] = ()
+    """The capability's limits over time and money (running totals, rates) every call must fit in."""
 
     def to_detail(self) -> dict[str, Any]:
-        """This step as one RFC 9396 ``authorization_details`` entry."""
+        """This step as one RFC 9396 ``authorization_details`` entry.
+
+        ``limits`` holds ``max_calls`` and, when the capability has limits over time or money,
+        ``rules``: one object per :class:`~agent_guard.Limit`, so a verify-only worker enforces them too.
+        """
+        limits: dict[str, Any] = {"max_calls": self.max_calls}
+        if self.limits:
+            limits["rules"] = [limit.to_json() for limit in self.limits]
         detail = {
             "type": DETAIL_TYPE,
             "identifier": self.tool,
             "actions": ["invoke"],
             "args": {name: list(specs) for name, specs in self.args.items()},
             "required": list(self.required),
-            "limits": {"max_calls": self.max_calls},
+            "limits": limits,
             "step": self.index,
         }
         if self.agent is not None:
@@ -101,6 +111,7 @@ class TaskScope(Frozen):
                         max_calls=_int(limits.get("max_calls"), i, minimum=1),
                         requires_approval=False,
                         agent=_str(entry["agent"], i) if "agent" in entry else None,
+                        limits=_rules(limits.get("rules", []), i),
                     )
                 )
         except (AttributeError, TypeError) as err:
@@ -130,6 +141,16 @@ def _list(value: Any, i: int) -> list[Any]:
     if not isinstance(value, list):
         raise GrantError(f"authorization_details[{i}] has a malformed list")
     return value
+
+
+def _rules(value: Any, i: int) -> tuple[Limit, ...]:
+    rules = _list(value, i)
+    if len(rules) > MAX_LIMITS:
+        raise GrantError(f"authorization_details[{i}] has more than {MAX_LIMITS} limits")
+    try:
+        return tuple(Limit.model_validate(rule) for rule in rules)
+    except (ConfigError, RecursionError):
+        raise GrantError(f"authorization_details[{i}] has a malformed limit") from None
 
 
 def _constraints(value: Any, i: int) -> list[Constraint]:
@@ -194,7 +215,8 @@ def derive_scope(plan: Plan, policy: Policy) -> TaskScope:
     its absence (each either marks it ``optional`` or does not narrow it). A step whose
     tool or argument the ceiling does not allow, or whose literal value the ceiling refuses,
     rejects the whole plan: :class:`PlanRejected` lists every violation. Approval is not asked
-    here; steps on capabilities with ``requires_approval`` are flagged for the guard.
+    here; steps on capabilities with ``requires_approval`` are flagged for the guard. Each step
+    carries its capability's limits over time and money (a step must list a summed argument).
     """
     violations: list[PlanViolation] = []
     steps: list[ScopedStep] = []
@@ -207,6 +229,13 @@ def derive_scope(plan: Plan, policy: Policy) -> TaskScope:
             )
             continue
         violations.extend(_check_step_args(index, step.tool, step.args, cap))
+        for limit in cap.limits:
+            if limit.sum_of is not None and limit.sum_of not in step.args:
+                violations.append(
+                    PlanViolation(index, step.tool, reasons.PLAN_EXCEEDS_POLICY,
+                                  f"the policy limits the total of this argument ({limit.label(step.tool)}); "
+                                  "the step must list it", argument=limit.sum_of)
+                )
         if cap.max_calls is not None and step.max_calls > cap.max_calls:
             violations.append(
                 PlanViolation(index, step.tool, reasons.PLAN_EXCEEDS_POLICY,
@@ -220,7 +249,7 @@ def derive_scope(plan: Plan, policy: Policy) -> TaskScope:
         required = tuple(n for n, spec in step.args.items() if not _may_be_absent(spec, cap.args.get(n, {})))
         steps.append(
             ScopedStep(index=index, tool=step.tool, args=args, required=required, max_calls=step.max_calls,
-                       requires_approval=cap.requires_approval, agent=step.agent)
+                       requires_approval=cap.requires_approval, agent=step.agent, limits=cap.limits)
         )
     if violations:
         raise PlanRejected(violations)

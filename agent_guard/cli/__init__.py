@@ -12,12 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from agent_guard._version import __version__
-from agent_guard.cli import _audit, _demo, _inspect, _keys, _serve_jwks
+from agent_guard.cli import _audit, _demo, _inspect, _keys, _policy, _serve_jwks
 from agent_guard.exceptions import AgentGuardError
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = (_audit, _demo, _inspect, _keys, _serve_jwks)
+_SUBCOMMANDS = (_audit, _demo, _inspect, _keys, _policy, _serve_jwks)
 
 
 def build_parser() -> argparse.ArgumentParser:

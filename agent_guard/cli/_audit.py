@@ -105,7 +105,8 @@ def register(subparsers: Any) -> None:
     show = commands.add_parser("show", help="print the log as a table")
     show.add_argument("file", help="the decision log (JSON lines)")
     show.add_argument("--task", help="only this task id (a prefix is enough)")
-    show.add_argument("--outcome", choices=["allow", "deny"], help="only allowed or denied calls")
+    show.add_argument("--outcome", choices=["allow", "deny", "would_deny"],
+                      help="only allowed, denied or (shadow mode) would-deny calls")
     show.add_argument("--tool", help="only calls to this tool")
     show.add_argument("--decisions-only", action="store_true", help="hide grant issued/revoked records")
     show.add_argument("--limit", type=int, help="only the last N matching records")

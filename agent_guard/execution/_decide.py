@@ -1,8 +1,9 @@
-"""The per-call decision: scope first, then state, then the store's atomic budget.
+"""The per-call decision: scope first, then state, then the store's atomic budget and limits.
 
 Plain functions of a :class:`Task`, shared by the sync and async paths of the guard. Scope
 reasons come before state reasons: after a plan completed, an unplanned tool still reads
 ``tool_not_in_scope`` and an extra planned call ``budget_exhausted``, never a bare ``revoked``.
+A step with budget whose limits have no room reads ``limit_exceeded``, naming the limit.
 """
 
 from __future__ import annotations
@@ -15,38 +16,57 @@ from agent_guard.authorization._models import Decision
 from agent_guard.exceptions import ConfigError
 from agent_guard.execution._task import Task
 from agent_guard.reasons import ReasonCode
-from agent_guard.stores._base import ConsumeResult
+from agent_guard.stores._base import Charge, ConsumeResult
 
-__all__ = ["deny", "deny_message", "precheck", "settle"]
+__all__ = ["deny", "deny_message", "limit_charges", "precheck", "settle"]
 
 _STATE_REASONS: Final = frozenset(
     {reasons.NO_GRANT, reasons.INVALID_GRANT, reasons.EXPIRED, reasons.REVOKED, reasons.BUDGET_EXHAUSTED,
-     reasons.STORE_UNAVAILABLE}
+     reasons.STORE_UNAVAILABLE, reasons.LIMIT_EXCEEDED}
 )
 _NOT_PLAIN: Final = "arguments must be a plain JSON object (a dict)"
+_NOT_AN_AMOUNT: Final = "a summed argument must be a number from 0 to 2**53"
 
 
-def deny_message(tool: str, reason: str, argument: str | None, allowed_tools: tuple[str, ...]) -> str:
+def deny_message(
+    tool: str, reason: str, argument: str | None, allowed_tools: tuple[str, ...], limit: str | None = None
+) -> str:
     """One sentence for the model and the operator: what was refused and why, never a value.
 
     The tools the plan allows are named only while naming them can help (a scope refusal on a
-    live grant); after revocation or expiry there is nothing left to choose from.
+    live grant); after revocation or expiry there is nothing left to choose from. A
+    ``limit_exceeded`` refusal names the limit (its tool, kind, scope and window), never a total.
     """
     what = f"argument {argument!r} of " if argument else ""
     text = f"agent_guard refused {what}the call to {tool!r} ({reason}): {reasons.describe(reason)}"
+    if limit is not None:
+        text += f" (limit: {limit})"
     if reason in _STATE_REASONS or not allowed_tools:
         return text + "."
     return f"{text}; the current plan allows: {', '.join(allowed_tools)}."
 
 
-def deny(task: Task | None, tool: str, reason: ReasonCode, argument: str | None = None, *, live: bool = True) -> Decision:
+def deny(
+    task: Task | None, tool: str, reason: ReasonCode, argument: str | None = None, *, live: bool = True,
+    limit: str | None = None,
+) -> Decision:
     """A denial of ``tool`` for ``reason`` (``live=False`` once the grant is no longer usable)."""
     tools = task.tools if task is not None and live else ()
     return Decision.model_construct(
-        allowed=False, tool=tool, reason=reason, message=deny_message(tool, reason, argument, tools),
+        allowed=False, tool=tool, reason=reason, message=deny_message(tool, reason, argument, tools, limit),
         step=None, grant_id=task.grant_id if task else None, task_id=task.id if task else None,
-        argument=argument, allowed_tools=tools,
+        argument=argument, allowed_tools=tools, outcome="deny", limit=limit,
     )
+
+
+def limit_charges(task: Task, tool: str, args: Any, candidates: Sequence[int]) -> list[Charge] | Decision:
+    """The limit charges of a matched call, or its refusal: a summed argument that is not an amount
+    (absent, not a number, negative, beyond 2**53) is an ``argument_mismatch`` naming it."""
+    charges = task.charges(candidates, args)
+    if isinstance(charges, str):
+        decision = deny(task, tool, reasons.ARGUMENT_MISMATCH, charges)
+        return decision.model_copy(update={"message": f"{decision.message[:-1]} ({_NOT_AN_AMOUNT})."})
+    return charges
 
 
 def precheck(task: Task | None, tool: str, args: Any, now: float, leeway_s: float) -> Decision | Sequence[int]:
@@ -83,7 +103,7 @@ def precheck(task: Task | None, tool: str, args: Any, now: float, leeway_s: floa
     return match.candidates
 
 
-def settle(task: Task, tool: str, result: ConsumeResult) -> tuple[Decision, bool]:
+def settle(task: Task, tool: str, result: ConsumeResult, charges: Sequence[Charge] = ()) -> tuple[Decision, bool]:
     """The decision for a store verdict, and whether this call completed the plan (revoke after recording)."""
     status, step = result
     if status == "ok" or status == "completed":
@@ -94,4 +114,7 @@ def settle(task: Task, tool: str, result: ConsumeResult) -> tuple[Decision, bool
         return deny(task, tool, reasons.REVOKED, live=False), False
     if status == "out_of_order":
         return deny(task, tool, reasons.OUT_OF_ORDER), False
+    if status == "limit_exceeded":
+        label = charges[step].bucket.label if step is not None and 0 <= step < len(charges) else None
+        return deny(task, tool, reasons.LIMIT_EXCEEDED, limit=label), False
     return deny(task, tool, reasons.BUDGET_EXHAUSTED), False

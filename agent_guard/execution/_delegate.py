@@ -51,7 +51,12 @@ class DelegationMixin:
     _spans: SpanEmitter
     _events: TaskEvents
 
-    def _started(self, task: Task) -> Task:  # provided by Guard
+    def _started(self, task: Task, plan: Plan | None = None) -> Task:  # provided by Guard
+        raise NotImplementedError
+
+    def _issue_context(
+        self, plan: Plan | None, *, delegated_from: Task | None = None, replaces: Task | None = None
+    ) -> dict[str, Any] | None:  # provided by Guard
         raise NotImplementedError
 
     # -- delegation ---------------------------------------------------------------------------
@@ -96,9 +101,9 @@ class DelegationMixin:
                     scope=scope, compiled=CompiledScope(scope), store=self.store, clock=self.clock,
                     events=self._events, run_id=raw["tctx"]["run"], parent=parent)
 
-    def _started_child(self, parent: Task, child: Task) -> Task:
+    def _started_child(self, parent: Task, child: Task, plan: Plan) -> Task:
         child.span = self._spans.start_task(child, parent.span)
-        self._events.issued(child)
+        self._events.issued(child, self._issue_context(plan, delegated_from=parent))
         parent._adopt(child)
         return child
 
@@ -116,7 +121,7 @@ class DelegationMixin:
         child = self._mint_child(parent, scope, identity, ttl)
         self.store.activate(child.run_id, budgets=[s.max_calls for s in scope.steps], ordered=scope.ordered,
                             expires_at=child.expires_at, parent=Delegation(parent.run_id, parent_steps))
-        return self._started_child(parent, child)
+        return self._started_child(parent, child, plan)
 
     async def aopen_delegated(
         self, parent: Task, plan: Plan, *, agent_id: str, ttl_s: int | None = None, policy: Policy | None = None
@@ -127,7 +132,7 @@ class DelegationMixin:
         child = self._mint_child(parent, scope, identity, ttl)
         await self.store.aactivate(child.run_id, budgets=[s.max_calls for s in scope.steps], ordered=scope.ordered,
                                    expires_at=child.expires_at, parent=Delegation(parent.run_id, parent_steps))
-        return self._started_child(parent, child)
+        return self._started_child(parent, child, plan)
 
     # -- replanning ---------------------------------------------------------------------------
     def _replan_parts(self, task: Task, plan: Plan, remaining: tuple[int, ...] | None) -> tuple[Policy, ScopeDiff]:
@@ -141,12 +146,12 @@ class DelegationMixin:
             raise GrantError("the task is no longer active (revoked, completed or expired)", reason=reasons.REVOKED)
         return self.policy, scope_diff(plan, task.scope, remaining)
 
-    def _replaced(self, task: Task, new: Task) -> Task:
+    def _replaced(self, task: Task, new: Task, plan: Plan) -> Task:
         task.successor = new
         task.revoke("replanned")
         new.span, task.span = task.span, None  # one task span records both grants
         task.closed = True
-        self._events.issued(new)
+        self._events.issued(new, self._issue_context(plan, replaces=task))
         if CURRENT_TASK.get() is task:  # calls in this block go on under the new grant
             CURRENT_TASK.set(new)
         return new
@@ -190,7 +195,7 @@ class DelegationMixin:
             check_approvals(self.approver, plan, scope, task.identity)
         new = self._mint_replan(task, scope, self._replan_ttl(task))
         self.store.activate(new.run_id, **_activation(new))
-        return self._replaced(task, new)
+        return self._replaced(task, new, plan)
 
     async def areplan(self, task: Task, plan: Plan) -> Task:
         """Async :meth:`replan`."""
@@ -202,7 +207,7 @@ class DelegationMixin:
             await acheck_approvals(self.approver, plan, scope, task.identity)
         new = self._mint_replan(task, scope, self._replan_ttl(task))
         await self.store.aactivate(new.run_id, **_activation(new))
-        return self._replaced(task, new)
+        return self._replaced(task, new, plan)
 
 
 def _activation(task: Task) -> dict[str, Any]:

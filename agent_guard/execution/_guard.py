@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, TypeVar, overload
 
 from opentelemetry.metrics import MeterProvider
@@ -34,13 +34,14 @@ from agent_guard.authorization._scope import TaskScope, derive_scope
 from agent_guard.exceptions import ConfigError, GrantError
 from agent_guard.execution._call import ToolCall
 from agent_guard.execution._context import CURRENT_TASK, use_task
-from agent_guard.execution._decide import deny, precheck, settle
+from agent_guard.execution._decide import deny, limit_charges, precheck, settle
 from agent_guard.execution._delegate import DelegationMixin
 from agent_guard.execution._lifecycle import TaskContext
+from agent_guard.execution._shadow import MODES, GuardMode, would_deny
 from agent_guard.execution._task import Task, TaskEvents
 from agent_guard.execution._wrap import wrap_callable
 from agent_guard.identity import AgentIdentity
-from agent_guard.stores._base import GrantStore
+from agent_guard.stores._base import Charge, GrantStore
 from agent_guard.stores._memory import InMemoryGrantStore
 
 __all__ = ["DEFAULT_TTL_S", "Guard"]
@@ -61,6 +62,12 @@ class Guard(DelegationMixin):
     resumes only grants minted for that policy's agent and that exact policy, unless built with
     ``accept_foreign_grants=True``. ``tracer_provider``/``meter_provider`` default to the global
     OpenTelemetry providers (nothing is recorded without an SDK).
+
+    ``mode="shadow"`` decides and records every call but never blocks one: a call enforcement
+    would refuse runs, with ``Decision.allowed=True``, ``outcome="would_deny"`` and the reason it
+    would have been refused; budgets and limits are consumed as enforcement would consume them.
+    With ``record_arguments=True`` and a :class:`~agent_guard.audit.DecisionLog`, each task's plan
+    is recorded too, so ``agent-guard policy replay`` can re-decide the log under another policy.
     """
 
     def __init__(
@@ -81,7 +88,10 @@ class Guard(DelegationMixin):
         record_arguments: bool = False,
         accept_foreign_grants: bool = False,
         clock: Callable[[], float] | None = None,
+        mode: GuardMode = "enforce",
     ) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"mode: {mode!r} is not 'enforce' (refusals block) or 'shadow' (record, never block)")
         if policy is not None and not isinstance(policy, Policy):
             raise ConfigError("policy: expected an agent_guard.Policy (use Policy.model_validate(dict) for a dict)")
         if keys is not None and jwks is not None:
@@ -106,6 +116,9 @@ class Guard(DelegationMixin):
         self.leeway_s = leeway_s
         self.record_arguments = record_arguments
         self.accept_foreign_grants = accept_foreign_grants
+        self.mode: GuardMode = mode
+        """``enforce`` or ``shadow`` (refusals recorded as ``would_deny``, never blocking)."""
+        self._shadow = mode == "shadow"
         self._spans = SpanEmitter(tracer_provider, record_arguments=record_arguments)
         self.metrics = DecisionMetrics(meter_provider, tools=[c.tool for c in policy.capabilities] if policy else None)
         """Decision, tool-duration and grant metrics (recorded only with an OpenTelemetry metrics SDK)."""
@@ -171,11 +184,24 @@ class Guard(DelegationMixin):
         return {"budgets": [s.max_calls for s in task.scope.steps], "ordered": task.scope.ordered,
                 "expires_at": task.expires_at}
 
-    def _started(self, task: Task) -> Task:
+    def _started(self, task: Task, plan: Plan | None = None) -> Task:
         task.span = self._spans.start_task(task)
         if task.owner:
-            self._events.issued(task)
+            self._events.issued(task, self._issue_context(plan))
         return task
+
+    def _issue_context(
+        self, plan: Plan | None, *, delegated_from: Task | None = None, replaces: Task | None = None
+    ) -> dict[str, Any] | None:
+        """What a decision log records with a grant when arguments are recorded: the plan, and its origin."""
+        if not self.record_arguments or plan is None:
+            return None
+        context: dict[str, Any] = {"plan": plan.model_dump(mode="json", exclude_none=True)}
+        if delegated_from is not None:
+            context["delegated_from"] = delegated_from.grant_id
+        if replaces is not None:
+            context["replaces"] = replaces.grant_id
+        return context
 
     def open(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> Task:
         """Open a task: derive the scope, ask approvals, mint the grant, record the run, start its span.
@@ -189,7 +215,7 @@ class Guard(DelegationMixin):
         check_approvals(self.approver, plan, scope, identity)
         task = self._mint(scope, compiled, identity, ttl)
         self.store.activate(task.run_id, **self._activation(task))
-        return self._started(task)
+        return self._started(task, plan)
 
     async def aopen(self, plan: Plan, *, identity: AgentIdentity, ttl_s: int | None = None) -> Task:
         """Async :meth:`open` (async approval hooks, the store's async path)."""
@@ -198,7 +224,7 @@ class Guard(DelegationMixin):
         await acheck_approvals(self.approver, plan, scope, identity)
         task = self._mint(scope, compiled, identity, ttl)
         await self.store.aactivate(task.run_id, **self._activation(task))
-        return self._started(task)
+        return self._started(task, plan)
 
     def use(self, task: Task | None, *, trace_parent: bool = True) -> use_task:
         """Make ``task`` the current task for a ``with`` block (neither mints nor revokes)."""
@@ -343,38 +369,61 @@ class Guard(DelegationMixin):
         return CURRENT_TASK.get()
 
     # -- decisions ----------------------------------------------------------------------------
+    def _refused(self, decision: Decision) -> Decision:
+        """A refusal as this guard reports it: as is, or in shadow mode a would-deny that lets the call run."""
+        return would_deny(decision) if self._shadow else decision
+
     def _decide(self, tool: str, args: Any) -> tuple[Decision, Task | None]:
         task = CURRENT_TASK.get()
         outcome = precheck(task, tool, args, self.clock(), self.leeway_s)
         if isinstance(outcome, Decision):
-            return outcome, None
+            return self._refused(outcome), None
         assert task is not None
+        charges: Sequence[Charge] = ()
         try:
-            result = task.store.consume(task.run_id, outcome)
+            if not task.compiled.limited:  # only a task with limits does any limit work
+                result = task.store.consume(task.run_id, outcome)
+            else:
+                found = limit_charges(task, tool, args, outcome)
+                if isinstance(found, Decision):
+                    return self._refused(found), None
+                charges = found
+                if charges:
+                    result = task.store.consume(task.run_id, outcome, charges)
+                else:
+                    result = task.store.consume(task.run_id, outcome)
         except Exception:  # any store failure denies: fail closed
-            return deny(task, tool, reasons.STORE_UNAVAILABLE), None
+            return self._refused(deny(task, tool, reasons.STORE_UNAVAILABLE)), None
         if result[0] == "ok":  # the common case, without a call to settle
             step = result[1]
             return task._allow.get(step) or task.allow(step), None  # type: ignore[arg-type]
-        decision, completed = settle(task, tool, result)
-        return decision, task if completed else None
+        decision, completed = settle(task, tool, result, charges)
+        return (decision if decision.allowed else self._refused(decision)), task if completed else None
 
     async def _adecide(self, tool: str, args: Any) -> tuple[Decision, Task | None]:
         task = CURRENT_TASK.get()
         outcome = precheck(task, tool, args, self.clock(), self.leeway_s)
         if isinstance(outcome, Decision):
-            return outcome, None
+            return self._refused(outcome), None
         assert task is not None
         store = task.store
+        charges: Sequence[Charge] = ()
         try:
+            if task.compiled.limited:
+                found = limit_charges(task, tool, args, outcome)
+                if isinstance(found, Decision):
+                    return self._refused(found), None
+                charges = found
             if type(store).aconsume is GrantStore.aconsume:  # the default only calls consume: skip a coroutine
-                result = store.consume(task.run_id, outcome)
+                result = store.consume(task.run_id, outcome, charges) if charges else store.consume(task.run_id, outcome)
+            elif charges:
+                result = await store.aconsume(task.run_id, outcome, charges)
             else:
                 result = await store.aconsume(task.run_id, outcome)
         except Exception:  # any store failure denies: fail closed
-            return deny(task, tool, reasons.STORE_UNAVAILABLE), None
-        decision, completed = settle(task, tool, result)
-        return decision, task if completed else None
+            return self._refused(deny(task, tool, reasons.STORE_UNAVAILABLE)), None
+        decision, completed = settle(task, tool, result, charges)
+        return (decision if decision.allowed else self._refused(decision)), task if completed else None
 
     def decide(self, tool: str, args: Mapping[str, Any]) -> Decision:
         """Decide one call and consume its budget, without a span or log record; prefer :meth:`authorize`."""

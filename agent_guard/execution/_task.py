@@ -7,10 +7,11 @@ metrics). So revocation works from any context or thread, and the import graph r
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
 
 from opentelemetry.trace import Span
 
@@ -21,9 +22,10 @@ from agent_guard.authorization._grant import GrantClaims
 from agent_guard.authorization._matcher import CompiledScope
 from agent_guard.authorization._models import Decision
 from agent_guard.authorization._scope import TaskScope
+from agent_guard.execution._charges import LimitCharger
 from agent_guard.execution._minted import claims_of_minted
 from agent_guard.identity import AgentIdentity
-from agent_guard.stores._base import GrantStore
+from agent_guard.stores._base import Charge, GrantStore
 
 __all__ = ["Task", "TaskEvents"]
 
@@ -33,18 +35,26 @@ _log = logging.getLogger("agent_guard")
 class TaskEvents:
     """Where a task's lifecycle is reported: its spans, the decision log and the metrics (shared per guard)."""
 
-    __slots__ = ("metrics", "sink", "spans")
+    __slots__ = ("_sink_takes_context", "metrics", "sink", "spans")
 
     def __init__(self, spans: SpanEmitter, sink: AuditSink | None, metrics: MetricsSink | None) -> None:
         self.spans = spans
         self.sink = sink
         self.metrics = metrics
+        self._sink_takes_context = sink is not None and _takes_context(sink.grant_issued)
 
-    def issued(self, task: Task) -> None:
-        """Record a grant minted for ``task`` (span event, log record, counter)."""
+    def issued(self, task: Task, context: Mapping[str, Any] | None = None) -> None:
+        """Record a grant minted for ``task`` (span event, log record, counter).
+
+        ``context`` (the task's plan and where the grant comes from) goes to a sink whose
+        ``grant_issued`` accepts it; the guard passes it only with ``record_arguments=True``.
+        """
         self.spans.grant_event(task, sc.EVENT_GRANT_ISSUED)
         if self.sink is not None:
-            self.sink.grant_issued(task)
+            if context is not None and self._sink_takes_context:
+                cast(Any, self.sink).grant_issued(task, context=context)  # AuditSink's optional keyword
+            else:
+                self.sink.grant_issued(task)
         if self.metrics is not None:
             self.metrics.grant_issued(task)
 
@@ -55,6 +65,15 @@ class TaskEvents:
             self.sink.grant_revoked(task, reason)
         if self.metrics is not None:
             self.metrics.grant_revoked(task, reason)
+
+
+def _takes_context(method: Callable[..., Any]) -> bool:
+    """True when a sink's ``grant_issued`` accepts ``context=`` (sinks written before it existed do not)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "context" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _warn_revoke_failed(task: Task, err: Exception) -> None:
@@ -73,7 +92,8 @@ class Task:
     """
 
     __slots__ = (
-        "_allow", "_attributes", "_children", "_claims", "_events", "_lock", "_tool_attributes", "clock", "closed",
+        "_allow", "_attributes", "_charger", "_children", "_claims", "_events", "_lock", "_tool_attributes", "clock",
+        "closed",
         "compiled", "expires_at", "grant", "grant_id", "id", "identity", "owner", "parent", "revocation_reason",
         "run_id", "scope", "span", "store", "successor",
     )
@@ -135,6 +155,7 @@ class Task:
         self._allow: dict[int, Decision] = {}
         self._attributes: dict[str, Any] | None = None
         self._tool_attributes: dict[str, Any] | None = None
+        self._charger: LimitCharger | None = None
 
     # -- read-only views -----------------------------------------------------------------------
     @property
@@ -190,10 +211,26 @@ class Task:
         if decision is None:
             decision = Decision.model_construct(
                 allowed=True, tool=self.scope.steps[step].tool, reason=None, message=f"allowed by plan step {step}",
-                step=step, grant_id=self.grant_id, task_id=self.id, argument=None, allowed_tools=(),
+                step=step, grant_id=self.grant_id, task_id=self.id, argument=None, allowed_tools=(), outcome="allow",
+                limit=None,
             )
             self._allow[step] = decision
         return decision
+
+    def charges(self, candidates: Sequence[int], args: Mapping[str, Any]) -> list[Charge] | str:
+        """The limit charges of a call matched to ``candidates``, or the name of a summed argument that is no amount.
+
+        The buckets are built on the first limited call, from the grant's claims (``sub``, tenant,
+        root actor), so every worker holding the grant charges the same ones.
+        """
+        charger = self._charger
+        if charger is None:
+            claims = self.claims
+            charger = self._charger = LimitCharger(
+                self.scope, task_id=self.id, subject=claims.sub, tenant=claims.tctx.tenant,
+                root_agent=claims.actors[-1], expires_at=self.expires_at,
+            )
+        return charger.charges(candidates, args)
 
     # -- revocation ----------------------------------------------------------------------------
     def _mark_revoked(self, reason: str) -> bool:

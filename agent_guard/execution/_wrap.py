@@ -20,14 +20,15 @@ AsyncToolCallOpener = Callable[..., Awaitable[ToolCall]]
 def with_defaults(given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments a tool will receive: ``given`` plus every default it applies to what was left out.
 
-    A left-out parameter whose default is ``None`` is treated as absent (Python's "not given"); any
-    other default is decided as though the caller passed it, so a default outside the ceiling is
-    refused and a parameter with a non-``None`` default must be listed in the plan (``{"any": true}``
-    when it is free). Shared by ``guard.wrap`` and the framework adapters.
+    A parameter whose default is ``None`` and whose value is ``None`` (left out, or passed as
+    ``None``: the function cannot tell the two apart) counts as absent. Any other default is decided
+    as though the caller passed it, so a default outside the ceiling is refused and a parameter with
+    a non-``None`` default must be listed in the plan (``{"any": true}`` when it is free). The one
+    rule of ``guard.wrap`` and both framework adapters.
     """
-    out = dict(given)
+    out = {k: v for k, v in given.items() if not (v is None and k in defaults and defaults[k] is None)}
     for name, value in defaults.items():
-        if name not in out and value is not None:
+        if name not in given and value is not None:
             out[name] = value
     return out
 

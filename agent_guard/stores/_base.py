@@ -1,9 +1,10 @@
-"""Grant stores: which runs are active, revocation, and atomic call budgets.
+"""Grant stores: which runs are active, revocation, atomic call budgets and limits.
 
 A store is the one place that says whether a grant may still be used. The guard calls
 :meth:`GrantStore.consume` once per allowed-looking call; the store decides atomically, so
-concurrent calls (threads, tasks, worker processes) can never overspend a budget. A store that
-cannot be reached raises :class:`~agent_guard.StoreUnavailable` and the guard denies.
+concurrent calls (threads, tasks, worker processes) can never overspend a budget or a limit
+(a running total or a rate, see :class:`Charge`). A store that cannot be reached raises
+:class:`~agent_guard.StoreUnavailable` and the guard denies.
 """
 
 from __future__ import annotations
@@ -13,22 +14,58 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Final, Literal, NamedTuple
 
-__all__ = ["ConsumeResult", "ConsumeStatus", "Delegation", "GrantStore", "prebuild_results"]
+__all__ = [
+    "Charge", "ConsumeResult", "ConsumeStatus", "Delegation", "GrantStore", "LimitBucket", "prebuild_results",
+]
 
-ConsumeStatus = Literal["ok", "completed", "revoked", "exhausted", "out_of_order"]
+ConsumeStatus = Literal["ok", "completed", "revoked", "exhausted", "out_of_order", "limit_exceeded"]
 """``ok``: allowed; ``completed``: allowed and no budget is left (for an ordered plan: none in the
 current or later steps, since moving to step k closes step k-1), so the run is now revoked;
 ``revoked``: the run is not active (revoked, expired or unknown); ``exhausted``: every matching
-step's budget is spent; ``out_of_order``: an ordered plan does not allow these steps now."""
+step's budget is spent; ``out_of_order``: an ordered plan does not allow these steps now;
+``limit_exceeded``: a step has budget but a charge does not fit its limit (nothing was charged)."""
 
 OK: Final = "ok"
 
 
 class ConsumeResult(NamedTuple):
-    """What :meth:`GrantStore.consume` decided, and which step it charged."""
+    """What :meth:`GrantStore.consume` decided, and which step it charged.
+
+    For ``limit_exceeded``, ``step`` is the index (in the ``charges`` given) of the first charge
+    that did not fit: read it as :attr:`limit`.
+    """
 
     status: ConsumeStatus
     step: int | None = None
+
+    @property
+    def limit(self) -> int | None:
+        """For ``limit_exceeded``: the index of the charge that did not fit; else ``None``."""
+        return self.step if self.status == "limit_exceeded" else None
+
+
+class LimitBucket(NamedTuple):
+    """Where one limit keeps its running total for one task, user, agent or tenant (built once per task)."""
+
+    key: str
+    """The bucket's name: a hash of the tool, the limit and whose total it is (no user data in clear)."""
+    tag: str
+    """The Redis hash tag: the task id for a per-task limit (the run's slot), else the key itself."""
+    max: float
+    """The most the total may reach in one window (``max``, or ``calls`` for a rate)."""
+    window_s: int
+    """The window in seconds, aligned to the epoch; 0 for the whole task."""
+    until: float
+    """For ``window_s == 0``: when the bucket may be forgotten (the task's expiry)."""
+    label: str
+    """How a refusal names the limit (``transfer: sum_of amount per user per 86400 s``); never a value."""
+
+
+class Charge(NamedTuple):
+    """One limit a call must fit in: the bucket and what the call adds (1 for a rate, the amount for a sum)."""
+
+    bucket: LimitBucket
+    amount: float
 
 
 OK_AT: Final[list[ConsumeResult]] = []
@@ -67,7 +104,14 @@ class GrantStore(ABC):
 
     A run activated with ``parent=`` (a delegated child) charges each call to its own step AND to
     the mapped step of every ancestor, in the same atomic operation; it is refused as soon as any
-    ancestor is no longer active.
+    ancestor is no longer active. ``charges`` (limits over time and money) are checked and
+    charged in that same operation: all of them and the step, or nothing. The guard passes
+    ``charges`` only when the matched step has limits, so a store written before limits existed
+    keeps working for every policy without them.
+
+    Limit windows are fixed and aligned to the epoch on the store's clock: window
+    ``floor(now / window_s)``; a bucket whose recorded window is later than now's (a clock that
+    went back) keeps charging its recorded window.
     """
 
     @abstractmethod
@@ -78,8 +122,9 @@ class GrantStore(ABC):
         """Record ``run_id`` as active with one call budget per plan step (before the grant is handed out)."""
 
     @abstractmethod
-    def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
-        """Charge one call to the first of ``candidates`` (step indices, plan order) with budget left."""
+    def consume(self, run_id: str, candidates: Sequence[int], charges: Sequence[Charge] = ()) -> ConsumeResult:
+        """Charge one call to the first of ``candidates`` (step indices, plan order) with budget left,
+        and every charge to its limit bucket, atomically; ``limit_exceeded`` when a charge does not fit."""
 
     @abstractmethod
     def revoke(self, run_id: str) -> bool:
@@ -107,8 +152,10 @@ class GrantStore(ABC):
         """Async :meth:`remaining` (defaults to the sync method)."""
         return self.remaining(run_id)
 
-    async def aconsume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
+    async def aconsume(self, run_id: str, candidates: Sequence[int], charges: Sequence[Charge] = ()) -> ConsumeResult:
         """Async :meth:`consume` (defaults to the sync method)."""
+        if charges:
+            return self.consume(run_id, candidates, charges)
         return self.consume(run_id, candidates)
 
     async def arevoke(self, run_id: str) -> bool:

@@ -13,6 +13,12 @@ run in one Redis Cluster slot). Its fields:
 ``steps``     the number of steps
 ``parent``    (a delegated run only) the parent run's key; ``p<i>`` the parent step of step ``i``
 
+A limit bucket is one more hash, ``<prefix>{<tag>}:limit:<key>`` (the tag is the task id for a
+per-task limit, so it shares the run's slot; else the bucket's own key): ``w`` the window it
+counts (``floor(now / window_s)``, 0 for the whole task) and ``t`` its running total. It expires
+at the end of the window after its latest one (a whole-task bucket with the task), plus the skew.
+Totals are IEEE doubles, added in the script exactly as the in-memory store adds them in Python.
+
 The key itself expires with the grant (TTL = ``exp`` + a small skew), so a crashed issuer leaves
 nothing alive. Redis runs a script atomically, so the consume check-and-charge cannot race.
 """
@@ -48,12 +54,16 @@ local function live(keys, now)
 end
 """
 
-# KEYS[1] = run key; ARGV[1] = now; ARGV[2..] = candidate step indices in plan order.
-# Returns {status, step} with step -1 when no step was charged. Mirrors InMemoryGrantStore.consume:
-# the charge goes to the run's step and to the mapped step of every ancestor, atomically.
+# KEYS[1] = run key; KEYS[2..] = the limit buckets of the charges (``<prefix>{tag}:limit:<key>``).
+# ARGV[1] = now; ARGV[2] = n, the number of candidates; ARGV[3..2+n] = candidate step indices in plan
+# order; ARGV[3+n] = skew_s; then four per charge: amount, max, window_s (0: the whole task), until.
+# Returns {status, step} with step -1 when no step was charged; for 'limit_exceeded' the second item is
+# the 0-based index of the charge that did not fit. Mirrors InMemoryGrantStore.consume: the charge goes to
+# the run's step, to the mapped step of every ancestor and to every limit bucket, atomically, or nothing.
 CONSUME: Final = _CHAIN + """
 local key = KEYS[1]
 local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
 if redis.call('EXISTS', key) == 0 then return {'revoked', -1} end
 local keys = chain(key)
 if not live(keys, now) then return {'revoked', -1} end
@@ -61,7 +71,9 @@ local run = redis.call('HMGET', key, 'ordered', 'cursor')
 local ordered = run[1] == '1'
 local cursor = tonumber(run[2])
 local saw_budget = false
-for i = 2, #ARGV do
+local charges = #KEYS - 1
+local skew = tonumber(ARGV[3 + n])
+for i = 3, 2 + n do
   local step = tonumber(ARGV[i])
   local bu = redis.call('HMGET', key, 'b' .. step, 'u' .. step)
   if not bu[1] then return redis.error_reply('ERR agent_guard: step ' .. step .. ' is not in this run') end
@@ -78,6 +90,34 @@ for i = 2, #ARGV do
   if ok then
     saw_budget = true
     if (not ordered) or step == cursor or step == cursor + 1 then
+      -- the step has budget: every limit must have room too, or nothing is charged
+      local windows, totals, ttls = {}, {}, {}
+      for j = 1, charges do
+        local a = 4 + n + (j - 1) * 4
+        local amount, cap, window = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+        local current = 0
+        if window > 0 then current = math.floor(now / window) end
+        local total = 0
+        local bucket = redis.call('HMGET', KEYS[j + 1], 'w', 't')
+        if bucket[1] and current <= tonumber(bucket[1]) then
+          -- this window, or a clock that went back: keep charging the latest window seen
+          current = tonumber(bucket[1])
+          total = tonumber(bucket[2])
+        end
+        total = total + amount
+        if total > cap then return {'limit_exceeded', j - 1} end
+        windows[j], totals[j] = current, total
+        if window > 0 then
+          ttls[j] = math.ceil((current + 2) * window - now) + skew
+        else
+          ttls[j] = math.ceil(tonumber(ARGV[a + 3]) - now) + skew
+        end
+      end
+      for j = 1, charges do
+        redis.call('HSET', KEYS[j + 1], 'w', windows[j], 't', totals[j])
+        if ttls[j] < 1 then ttls[j] = 1 end
+        if redis.call('TTL', KEYS[j + 1]) < ttls[j] then redis.call('EXPIRE', KEYS[j + 1], ttls[j]) end
+      end
       if ordered and step ~= cursor then
         if cursor >= 0 then
           -- moving on closes the previous step: its leftover budget is dead

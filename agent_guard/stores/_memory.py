@@ -17,11 +17,13 @@ from agent_guard.stores._base import (
     COMPLETED_AT,
     OK_AT,
     REVOKED,
+    Charge,
     ConsumeResult,
     Delegation,
     GrantStore,
     prebuild_results,
 )
+from agent_guard.stores._buckets import LimitTable
 
 __all__ = ["InMemoryGrantStore"]
 
@@ -71,13 +73,20 @@ class _Run:
 
 
 class InMemoryGrantStore(GrantStore):
-    """The embedded default: a dict of live runs, a lock per run, an expiry heap. One process only."""
+    """The embedded default: a dict of live runs, a lock per run, an expiry heap. One process only.
+
+    Limits (running totals, rates) live in one table of buckets shared by every run; a limited
+    call takes its run's lock, then the table's, so the step and every limit are charged
+    together or not at all.
+    """
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._runs: dict[str, _Run] = {}
         self._expiry: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._clock = clock
+        self.limits = LimitTable()
+        """The running totals of every limit this store has charged."""
 
     def __len__(self) -> int:
         """How many runs are live (activated, not yet ended or found expired)."""
@@ -118,14 +127,15 @@ class InMemoryGrantStore(GrantStore):
         with self._lock:
             self._runs.pop(run_id, None)
 
-    def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
-        """Charge one call atomically (see :meth:`GrantStore.consume`), to every ancestor too."""
+    def consume(self, run_id: str, candidates: Sequence[int], charges: Sequence[Charge] = ()) -> ConsumeResult:
+        """Charge one call atomically (see :meth:`GrantStore.consume`), to every ancestor and limit too."""
         run = self._runs.get(run_id)
         if run is None:
             return REVOKED
         completed: list[_Run] = []
         with run.lock:
-            if not run.live(self._clock()):
+            now = self._clock()
+            if not run.live(now):
                 return REVOKED
             saw_budget = False
             for step in candidates:
@@ -134,6 +144,10 @@ class InMemoryGrantStore(GrantStore):
                 saw_budget = True
                 if run.ordered and not (step == run.cursor or step == run.cursor + 1):
                     continue
+                if charges:  # the step has budget: now every limit must have room, or nothing is charged
+                    refused = self.limits.try_charge(charges, now)
+                    if refused is not None:
+                        return ConsumeResult("limit_exceeded", refused)
                 if run.ordered and step != run.cursor:
                     if run.cursor >= 0:  # moving on closes the previous step: its leftover budget is dead
                         run.remaining -= run.budgets[run.cursor] - run.used[run.cursor]

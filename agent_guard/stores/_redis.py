@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from agent_guard._redact import redact_url
 from agent_guard.exceptions import ConfigError, MissingDependencyError, StoreUnavailable
 from agent_guard.stores import _lua
-from agent_guard.stores._base import ConsumeResult, ConsumeStatus, Delegation, GrantStore
+from agent_guard.stores._base import Charge, ConsumeResult, ConsumeStatus, Delegation, GrantStore
 
 try:
     import redis
@@ -37,7 +37,7 @@ __all__ = ["RedisGrantStore"]
 
 DEFAULT_TIMEOUT_S: Final = 0.5
 DEFAULT_SKEW_S: Final = 30
-_STATUSES: Final = frozenset({"ok", "completed", "revoked", "exhausted", "out_of_order"})
+_STATUSES: Final = frozenset({"ok", "completed", "revoked", "exhausted", "out_of_order", "limit_exceeded"})
 _FAILURES: Final = (RedisError, OSError)
 
 
@@ -170,22 +170,26 @@ class RedisGrantStore(GrantStore):
             raise self._unavailable("activate", err) from None
 
     # -- scripts ----------------------------------------------------------------------------
-    def _run(self, operation: str, script: str, sha: str, key: str, args: Sequence[str | int]) -> Any:
+    def _run(
+        self, operation: str, script: str, sha: str, key: str, args: Sequence[str | int], more: Sequence[str] = ()
+    ) -> Any:
         try:
             try:
-                return self._client.evalsha(sha, 1, key, *args)
+                return self._client.evalsha(sha, 1 + len(more), key, *more, *args)
             except NoScriptError:  # first use on this server, or after SCRIPT FLUSH / a restart
-                return self._client.eval(script, 1, key, *args)
+                return self._client.eval(script, 1 + len(more), key, *more, *args)
         except _FAILURES as err:
             raise self._unavailable(operation, err) from None
 
-    async def _arun(self, operation: str, script: str, sha: str, key: str, args: Sequence[str | int]) -> Any:
+    async def _arun(
+        self, operation: str, script: str, sha: str, key: str, args: Sequence[str | int], more: Sequence[str] = ()
+    ) -> Any:
         client = self._aclient()
         try:
             try:
-                return await client.evalsha(sha, 1, key, *args)
+                return await client.evalsha(sha, 1 + len(more), key, *more, *args)
             except NoScriptError:
-                return await client.eval(script, 1, key, *args)
+                return await client.eval(script, 1 + len(more), key, *more, *args)
         except _FAILURES as err:
             raise self._unavailable(operation, err) from None
 
@@ -199,15 +203,37 @@ class RedisGrantStore(GrantStore):
             raise StoreUnavailable(f"grant store returned an unknown status {status!r}")
         return ConsumeResult(cast(ConsumeStatus, status), None if step < 0 else step)
 
-    def consume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
-        """Charge one call to the first candidate step with budget left: one atomic script, one round trip."""
-        args: list[str | int] = [self._now(), *(int(c) for c in candidates)]
-        return self._result(self._run("consume", _lua.CONSUME, _lua.CONSUME_SHA, self.key(run_id), args))
+    def bucket_key(self, charge: Charge) -> str:
+        """The Redis key of a limit bucket: ``<prefix>{<tag>}:limit:<key>`` (a per-task one in the run's slot)."""
+        bucket = charge.bucket
+        if "{" in bucket.tag or "}" in bucket.tag:
+            raise ConfigError("charges: a limit bucket's tag must not hold '{' or '}'")
+        return f"{self.key_prefix}{{{bucket.tag}}}:limit:{bucket.key}"
 
-    async def aconsume(self, run_id: str, candidates: Sequence[int]) -> ConsumeResult:
+    def _consume_args(
+        self, candidates: Sequence[int], charges: Sequence[Charge]
+    ) -> tuple[list[str | int], list[str]]:
+        args: list[str | int] = [self._now(), len(candidates), *(int(c) for c in candidates), self.skew_s]
+        for charge in charges:
+            bucket = charge.bucket
+            args += [repr(float(charge.amount)), repr(float(bucket.max)), int(bucket.window_s), repr(float(bucket.until))]
+        return args, [self.bucket_key(c) for c in charges]
+
+    def consume(self, run_id: str, candidates: Sequence[int], charges: Sequence[Charge] = ()) -> ConsumeResult:
+        """Charge one call to the first candidate step with budget left, and every limit charge:
+        one atomic script, one round trip (the buckets are more keys of the same ``EVALSHA``).
+
+        On Redis Cluster a per-user, per-agent or per-tenant bucket lives in another slot than the
+        run, which a script may not touch: such a call fails (``store_unavailable``, fail closed);
+        use limits per task there, or one Redis node.
+        """
+        args, more = self._consume_args(candidates, charges)
+        return self._result(self._run("consume", _lua.CONSUME, _lua.CONSUME_SHA, self.key(run_id), args, more))
+
+    async def aconsume(self, run_id: str, candidates: Sequence[int], charges: Sequence[Charge] = ()) -> ConsumeResult:
         """Async :meth:`consume`."""
-        args: list[str | int] = [self._now(), *(int(c) for c in candidates)]
-        return self._result(await self._arun("consume", _lua.CONSUME, _lua.CONSUME_SHA, self.key(run_id), args))
+        args, more = self._consume_args(candidates, charges)
+        return self._result(await self._arun("consume", _lua.CONSUME, _lua.CONSUME_SHA, self.key(run_id), args, more))
 
     def revoke(self, run_id: str) -> bool:
         """Mark the run revoked in Redis: every worker's next call is denied. True when it was active."""

@@ -65,14 +65,14 @@ def test_a_non_none_default_the_plan_does_not_list_is_refused(guard: Guard) -> N
 
 
 def test_a_none_default_left_out_counts_as_absent(guard: Guard) -> None:
-    """`bcc=None` left out is absent: allowed when the step does not list it; passing it is refused."""
+    """`bcc=None` (left out or passed as None) is absent: allowed when the step does not list it; a value is refused."""
 
     @guard.wrap
     def send(to: str, bcc: str | None = None) -> str:
         return f"to {to} bcc {bcc}"
 
     with guard.task(Plan(steps=[Step("send", args={"to": "a@example.com"}, max_calls=2)]), identity=ME):
-        assert send(to="a@example.com") == "to a@example.com bcc None"
+        assert send(to="a@example.com", bcc=None) == "to a@example.com bcc None"
         with pytest.raises(ToolCallDenied) as denied:
             send(to="a@example.com", bcc="m@evil.com")
         assert denied.value.reason == reasons.ARGUMENT_NOT_ALLOWED
@@ -105,12 +105,11 @@ _VALUES = st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=3), st.lists
     extra=st.dictionaries(st.sampled_from(["x", "y", "zz"]), _VALUES, max_size=3),
 )
 def test_decided_arguments_are_what_the_function_receives(positional: list[Any], extra: dict[str, Any]) -> None:
-    """For any call the signature binds: decided == received, except a None default nobody passed."""
+    """For any call the signature binds: decided == received, except c=None (its default is None: absent)."""
     signature = inspect.signature(_received)
     decided = call_arguments(signature, "received", tuple(positional), dict(extra))
     received = _received(*positional, **extra)
-    passed_c = len(positional) >= 3
-    expected = {k: v for k, v in received.items() if not (k == "c" and not passed_c and v is None)}
+    expected = {k: v for k, v in received.items() if not (k == "c" and v is None)}
     assert decided == expected
 
 

@@ -104,6 +104,8 @@ class Target:
     """The name a positional (string) input is decided under when the signature cannot bind it."""
     run_kwargs: tuple[bool, str | None]
     """Whether the tool's ``_run``/``_arun`` takes ``run_manager``, and its ``RunnableConfig`` parameter."""
+    none_defaults: frozenset[str] = frozenset()
+    """Parameters whose default is ``None``: a ``None`` there counts as absent."""
 
 
 def _function(tool: BaseTool, is_async: bool) -> Callable[..., Any] | None:
@@ -149,7 +151,11 @@ def target_of(tool: BaseTool, is_async: bool) -> Target:
                 (p.name, p.default) for p in signature.parameters.values()
                 if p.default is not p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
             )
-    return Target(signature, defaults, frozenset(skip), single, run_kwargs)
+    none_defaults = frozenset(name for name, default in defaults if default is None)
+    for name, field in getattr(tool.get_input_schema(), "model_fields", {}).items():
+        if not field.is_required() and field.default is None:
+            none_defaults |= {name}
+    return Target(signature, defaults, frozenset(skip), single, run_kwargs, none_defaults)
 
 
 def _bound(target: Target, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,4 +201,7 @@ def decision_args(
     if forged:
         for name, value in forged.items():
             out[name] = kwargs.get(name, value)
+    if target.none_defaults and not target.none_defaults.isdisjoint(out):
+        # None where the default is None counts as absent: the rule of guard.wrap and both adapters
+        out = {k: v for k, v in out.items() if not (v is None and k in target.none_defaults)}
     return out

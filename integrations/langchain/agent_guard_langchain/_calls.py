@@ -14,6 +14,7 @@ resume, and that run is not decided (or charged) a second time.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -26,11 +27,14 @@ from agent_guard.execution import under_span
 from agent_guard_langchain._resume import RESUMABLE
 from agent_guard_langchain._tracing import framework_span
 
-__all__ = ["aguarded_call", "guarded_call"]
+__all__ = ["GUARDED_RUN", "aguarded_call", "guarded_call"]
 
 _R = TypeVar("_R")
 Refuse = Callable[[Decision], Any]
 """What a refused call returns (an error ToolMessage) or raises (ToolCallDenied)."""
+
+GUARDED_RUN: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("agent_guard_lc_run", default=None)
+"""A cell a ToolNode layer sets while its handler runs; :func:`guarded_call` marks it (seen through context copies)."""
 
 
 def _settle(call: ToolCall, result: Any) -> None:
@@ -40,8 +44,13 @@ def _settle(call: ToolCall, result: Any) -> None:
     call.record_result(result)
 
 
-def _remember_interrupt(task: Task | None, call_id: str | None, name: str, args: Mapping[str, Any]) -> None:
-    RESUMABLE.remember(task, call_id, name, args)
+def _begin(guard: Guard, name: str, args: Mapping[str, Any], call_id: str | None) -> tuple[Task | None, bool]:
+    """(the current task, whether this call resumes one allowed -- and charged -- before an ``interrupt()``)."""
+    cell = GUARDED_RUN.get()
+    if cell is not None:
+        cell[0] = True
+    task = guard.current_task()
+    return task, RESUMABLE.resume(task, call_id, name, args)
 
 
 def guarded_call(
@@ -49,25 +58,25 @@ def guarded_call(
     run: Callable[[], _R], refuse: Refuse,
 ) -> Any:
     """Decide ``args`` for tool ``name`` in the current task; ``run()`` the call if allowed, else ``refuse``."""
-    task = guard.current_task()
-    if RESUMABLE.resume(task, call_id, name, args):  # allowed (and charged) before an interrupt()
-        try:
-            return run()
-        except GraphBubbleUp:
-            _remember_interrupt(task, call_id, name, args)
-            raise
-    with under_span(framework_span()):
-        call = guard.tool_call(name, args, call_id=call_id, description=description)
-    with call:
-        if not call.allowed:
-            return refuse(call.decision)
-        try:
-            result = run()
-        except GraphBubbleUp:
-            _remember_interrupt(task, call_id, name, args)
-            raise
-        _settle(call, result)
-        return result
+    task, resumed = _begin(guard, name, args, call_id)
+    if not resumed:
+        with under_span(framework_span()):
+            call = guard.tool_call(name, args, call_id=call_id, description=description)
+        with call:
+            if not call.allowed:
+                return refuse(call.decision)
+            try:
+                result = run()
+            except GraphBubbleUp:  # interrupt() in the tool: its resumed run is not a new call
+                RESUMABLE.remember(task, call_id, name, args)
+                raise
+            _settle(call, result)
+            return result
+    try:
+        return run()
+    except GraphBubbleUp:
+        RESUMABLE.remember(task, call_id, name, args)
+        raise
 
 
 async def aguarded_call(
@@ -75,22 +84,22 @@ async def aguarded_call(
     run: Callable[[], Awaitable[_R]], refuse: Refuse,
 ) -> Any:
     """Async :func:`guarded_call` (the store's async path)."""
-    task = guard.current_task()
-    if RESUMABLE.resume(task, call_id, name, args):
-        try:
-            return await run()
-        except GraphBubbleUp:
-            _remember_interrupt(task, call_id, name, args)
-            raise
-    with under_span(framework_span()):
-        call = await guard.atool_call(name, args, call_id=call_id, description=description)
-    with call:
-        if not call.allowed:
-            return refuse(call.decision)
-        try:
-            result = await run()
-        except GraphBubbleUp:
-            _remember_interrupt(task, call_id, name, args)
-            raise
-        _settle(call, result)
-        return result
+    task, resumed = _begin(guard, name, args, call_id)
+    if not resumed:
+        with under_span(framework_span()):
+            call = await guard.atool_call(name, args, call_id=call_id, description=description)
+        with call:
+            if not call.allowed:
+                return refuse(call.decision)
+            try:
+                result = await run()
+            except GraphBubbleUp:
+                RESUMABLE.remember(task, call_id, name, args)
+                raise
+            _settle(call, result)
+            return result
+    try:
+        return await run()
+    except GraphBubbleUp:
+        RESUMABLE.remember(task, call_id, name, args)
+        raise

@@ -274,7 +274,7 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
             with self.guard.use(task):
                 return self._node.run(request, handler)
         except ToolCallDenied:
-            if self.on_violation == "raise":  # raise mode ends the run: close its task first
+            if self.on_violation == "raise" and task is not None:  # raise mode ends the run: close it first
                 self._runs.close(key, "task_exit")
             raise
 
@@ -287,9 +287,10 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
             with self.guard.use(task):
                 return await self._node.arun(request, handler)
         except ToolCallDenied:
-            if self.on_violation == "raise":
+            if self.on_violation == "raise" and task is not None:
                 await self._runs.aclose(key, "task_exit")
             raise
+
 
 class _ToolHidingMiddleware(AgentGuardMiddleware):
     """:class:`AgentGuardMiddleware` with ``hide_out_of_scope_tools=True``: also filters the model's tools."""

@@ -10,10 +10,15 @@ arguments, before anything runs.
 
 The wrapper trusts the injected values LangGraph supplies (it strips the model's values for
 those parameters and fills its own); GuardedTool used directly cannot tell, see its docs.
+
+A handler that returns without running the guarded tool (a later middleware replaced
+``request.tool`` or answered itself; a hand-written handler ignoring ``request.tool``) leaves the
+call undecided: that is logged once per layer, since nothing can be undone after the fact.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -23,7 +28,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
 from agent_guard import Decision, Guard, ToolCallDenied
-from agent_guard_langchain._calls import aguarded_call, guarded_call
+from agent_guard_langchain._calls import GUARDED_RUN, aguarded_call, guarded_call
 from agent_guard_langchain._checks import OnViolation
 from agent_guard_langchain._messages import denial_message
 from agent_guard_langchain._tools import GuardedTool
@@ -38,6 +43,7 @@ __all__ = ["NodeGuard", "ToolResult"]
 ToolResult = ToolMessage | Command[Any]
 """What a ``ToolNode`` tool call returns."""
 _MAX_WRAPPERS = 4096
+_log = logging.getLogger("agent_guard")
 
 
 def _filled_by_tool_node(tool: BaseTool) -> frozenset[str]:
@@ -56,12 +62,23 @@ def _filled_by_tool_node(tool: BaseTool) -> frozenset[str]:
 class NodeGuard:
     """Runs ``ToolNode`` requests through guarded tools of one guard (one instance per middleware/wrapper pair)."""
 
-    __slots__ = ("_wrappers", "guard", "on_violation")
+    __slots__ = ("_warned", "_wrappers", "guard", "on_violation")
 
     def __init__(self, guard: Guard, on_violation: OnViolation) -> None:
         self.guard = guard
         self.on_violation: OnViolation = on_violation
         self._wrappers: dict[int, tuple[BaseTool, GuardedTool]] = {}
+        self._warned = False
+
+    def _bypassed(self, request: ToolCallRequest) -> None:
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "agent_guard: the tool call %r to %r returned without running the guarded tool, so it was "
+                "not decided: a middleware after AgentGuardMiddleware replaced request.tool or answered "
+                "itself, or a wrap_tool_call handler ignores request.tool (logged once)",
+                request.tool_call.get("id"), request.tool_call.get("name"),
+            )
 
     def wrapper(self, tool: BaseTool) -> GuardedTool:
         """The guarded tool a request for ``tool`` runs (built once per tool; a GuardedTool of this guard is unwrapped)."""
@@ -92,7 +109,15 @@ class NodeGuard:
         """Run ``request`` with its tool guarded (or decide it here when the ToolNode has no such tool)."""
         tool = request.tool
         if tool is not None:
-            return handler(request.override(tool=self.wrapper(tool)))
+            cell = [False]
+            token = GUARDED_RUN.set(cell)
+            try:
+                answer = handler(request.override(tool=self.wrapper(tool)))
+            finally:
+                GUARDED_RUN.reset(token)
+            if not cell[0]:
+                self._bypassed(request)
+            return answer
         name, call_id, args = self._undeclared(request)
         result: ToolResult = guarded_call(self.guard, name, args, call_id, None, lambda: handler(request),
                                           self._refusal(name, call_id))
@@ -104,7 +129,15 @@ class NodeGuard:
         """Async :meth:`run`."""
         tool = request.tool
         if tool is not None:
-            return await handler(request.override(tool=self.wrapper(tool)))
+            cell = [False]
+            token = GUARDED_RUN.set(cell)
+            try:
+                answer = await handler(request.override(tool=self.wrapper(tool)))
+            finally:
+                GUARDED_RUN.reset(token)
+            if not cell[0]:
+                self._bypassed(request)
+            return answer
         name, call_id, args = self._undeclared(request)
         result: ToolResult = await aguarded_call(self.guard, name, args, call_id, None, lambda: handler(request),
                                                  self._refusal(name, call_id))

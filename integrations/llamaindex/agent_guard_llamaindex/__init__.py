@@ -6,7 +6,8 @@
 - :class:`LLMPlanner` asks a LlamaIndex LLM for a plan from the request and tool catalog only.
 - :func:`guarded_run` plans, opens the task, runs a ``FunctionAgent`` / ``ReActAgent`` /
   ``AgentWorkflow`` and revokes the grant when the run ends (``await`` it, ``asyncio.run`` it, or
-  stream its events).
+  stream its events). In a multi-agent ``AgentWorkflow`` each agent acts under its own grant,
+  delegated from the run's, and every handoff is decided against the plan.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A guarded call is decided on exactly this mapping, and the wrapped tool is then called with
 exactly this mapping (every default passed explicitly), so no value reaches the tool unchecked:
 ``transfer(to="acct-1")`` is decided as ``{"to": "acct-1", "amount": 10000}`` when ``amount``
-defaults to 10000. As in ``guard.wrap``, a parameter left out whose default is ``None`` counts as
-absent (the tool gets its ``None`` all the same).
+defaults to 10000. As in ``guard.wrap``, a parameter whose default is ``None`` counts as absent while
+its value is ``None`` (the tool gets its ``None`` all the same).
 
 For a ``FunctionTool`` the mapping is what its function will be bound to. ``FunctionTool.call`` /
 ``acall`` (llama-index-core 0.14) neither validate nor coerce against ``fn_schema``: they call
@@ -98,13 +98,12 @@ class _Binding:
         except TypeError:
             raise TypeError(f"{tool}: the call does not fit the tool's parameters ({self.problem(kwargs)}); "
                             "nothing ran") from None
-        given = set(bound.arguments)
         bound.apply_defaults()
         out: dict[str, Any] = {}
         for name, value in bound.arguments.items():
             kind = self.signature.parameters[name].kind
-            if name not in given and value is None:
-                continue  # a None default left out is absent (agent_guard's rule); Python passes None again
+            if value is None and self.signature.parameters[name].default is None:
+                continue  # None where the default is None counts as absent (agent_guard's rule)
             if kind is inspect.Parameter.VAR_KEYWORD:
                 out.update(value)
             elif kind is inspect.Parameter.VAR_POSITIONAL:
@@ -163,5 +162,6 @@ class ToolInput:
         if binding is not None:
             return binding.bind(self.name, {**self._fixed, **kwargs})
         missing = {n: f.get_default(call_default_factory=True) for n, f in self._schema.items() if n not in kwargs}
-        missing = {n: v for n, v in missing.items() if v is not None}  # a None default left out is absent
-        return {**missing, **kwargs} if missing else kwargs
+        out = {**{n: v for n, v in missing.items() if v is not None}, **kwargs}
+        none_default = {n for n, f in self._schema.items() if f.get_default(call_default_factory=True) is None}
+        return {k: v for k, v in out.items() if not (v is None and k in none_default)}

@@ -20,7 +20,9 @@ from workflows.events import Event
 from workflows.handler import WorkflowHandler
 
 from agent_guard import AgentIdentity, ConfigError, Decision, Guard, Plan, Task, ToolCallDenied
+from agent_guard_llamaindex._agents import AgentGrants, WorkflowAgents
 from agent_guard_llamaindex._checks import check_guard, check_identity, from_langchain
+from agent_guard_llamaindex._handoff import guard_handoffs
 from agent_guard_llamaindex._planner import LLMPlanner, _request_text
 from agent_guard_llamaindex._state import CURRENT_RUN, RunState
 from agent_guard_llamaindex._tools import GuardedFunctionTool
@@ -121,6 +123,7 @@ class GuardedRun(Coroutine[Any, Any, Any]):
         ttl_s: int | None,
         tools: Sequence[BaseTool],
         run_kwargs: dict[str, Any],
+        agents: WorkflowAgents | None = None,
     ) -> None:
         self._agent = agent
         self._user_msg = user_msg
@@ -130,6 +133,7 @@ class GuardedRun(Coroutine[Any, Any, Any]):
         self._ttl_s = ttl_s
         self._tools = list(tools)
         self._run_kwargs = run_kwargs
+        self._agents = agents
         self._state = RunState()
         self._driver: asyncio.Task[Any] | None = None
         self._started: asyncio.Future[WorkflowHandler] | None = None
@@ -152,9 +156,15 @@ class GuardedRun(Coroutine[Any, Any, Any]):
         state = self._state
         CURRENT_RUN.set(state)  # the driver task's own context, never the caller's
         try:
-            self._plan = await _make_plan(self._planner, self._user_msg, self._tools, self._guard)
+            agents = self._agents
+            catalog = self._tools if agents is None else [*self._tools, agents.handoff_spec()]
+            self._plan = await _make_plan(self._planner, self._user_msg, catalog, self._guard)
+            if agents is not None:
+                agents.check_plan(self._plan, self._guard.policy)
             async with self._guard.task(self._plan, identity=self._identity, ttl_s=self._ttl_s) as task:
                 self._task = task
+                if agents is not None:  # each agent acts under its own grant, delegated from this one
+                    state.agents = AgentGrants(self._guard, task, self._plan, agents, state)
                 handler = self._agent.run(user_msg=self._user_msg, **self._run_kwargs)
                 state.handler = handler
                 started.set_result(handler)
@@ -199,6 +209,15 @@ class GuardedRun(Coroutine[Any, Any, Any]):
     def task(self) -> Task | None:
         """The agent_guard task of this run (its grant, claims and scope), once started."""
         return self._task
+
+    @property
+    def agent_tasks(self) -> dict[str, Task]:
+        """In a multi-agent ``AgentWorkflow``: the delegated task of each agent that acted, by agent name.
+
+        Empty for a single agent (its calls are decided against :attr:`task`).
+        """
+        agents = self._state.agents
+        return agents.tasks if agents is not None else {}
 
     @property
     def handler(self) -> WorkflowHandler | None:
@@ -325,8 +344,12 @@ def guarded_run(
     _request_text(user_msg)
     tools = agent_tools(agent)
     _check_guarded(tools, guard)
+    agents = WorkflowAgents.of(agent)
+    if agents is not None:
+        assert isinstance(agent, AgentWorkflow)
+        guard_handoffs(agent)
 
     return GuardedRun(
         agent, user_msg, guard=guard, planner=planner, identity=identity, ttl_s=ttl_s, tools=tools,
-        run_kwargs=run_kwargs,
+        run_kwargs=run_kwargs, agents=agents,
     )

@@ -1,7 +1,8 @@
 """Per-run state shared by :func:`guarded_run` and the guarded tools (held in a ContextVar).
 
-The state never holds the grant: the grant lives in agent_guard's own task ContextVar. This
-object only lets a tool in ``on_violation="raise"`` mode stop the run it belongs to.
+Nothing here enters the workflow's ``Context``: the run's grant lives in agent_guard's own task
+ContextVar. This object lets a tool in ``on_violation="raise"`` mode stop the run it belongs to
+and, in a multi-agent ``AgentWorkflow``, find the grant of the agent making a call.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from agent_guard import Decision
+    from agent_guard_llamaindex._agents import AgentGrants
 
 __all__ = ["CURRENT_RUN", "RunState"]
 
@@ -22,6 +24,8 @@ class RunState:
     def __init__(self) -> None:
         self.handler: Any = None
         self.violation: Decision | None = None
+        self.agents: AgentGrants | None = None
+        """The per-agent grants of a multi-agent ``AgentWorkflow`` run (``None``: one grant for the run)."""
         self._stopper: asyncio.Task[None] | None = None
 
     async def stop(self, decision: Decision) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llama_index.core.tools import BaseTool, FunctionTool, ToolMetadata, ToolOutput
 
@@ -20,6 +20,9 @@ from agent_guard_llamaindex._checks import (
 )
 from agent_guard_llamaindex._invoke import async_runner, sync_runner
 from agent_guard_llamaindex._state import CURRENT_RUN
+
+if TYPE_CHECKING:
+    from agent_guard_llamaindex._agents import Actor
 
 __all__ = ["CTX_PARAM", "GuardedFunctionTool", "OnViolation", "guard_tools"]
 
@@ -130,8 +133,19 @@ class GuardedFunctionTool(FunctionTool):
     # Both carry LlamaIndex's instrumentation span for the call (OpenInference's TOOL span), so
     # the decision span nests under it; the wrapped tool runs without a second one (_invoke).
     def call(self, *args: Any, **kwargs: Any) -> ToolOutput:
-        """Sync call: decide on exactly what the wrapped tool will receive, then run it only when allowed."""
+        """Sync call: decide on exactly what the wrapped tool will receive, then run it only when allowed.
+
+        In a multi-agent ``AgentWorkflow`` run the acting agent is read from the workflow state,
+        which only the async path can do: a sync call there is refused (``no_grant``).
+        """
         arguments, ctx, call_id = self._prepare(args, kwargs, is_async=False)
+        run = CURRENT_RUN.get()
+        if run is None or run.agents is None:
+            return self._call(arguments, ctx, call_id)
+        with self.guard.use(None):  # the acting agent cannot be known here: never the run's own grant
+            return self._call(arguments, ctx, call_id)
+
+    def _call(self, arguments: dict[str, Any], ctx: Any, call_id: str | None) -> ToolOutput:
         description = self.metadata.description
         with self.guard.tool_call(self.metadata.get_name(), arguments, call_id=call_id, description=description) as c:
             if not c.allowed:
@@ -144,10 +158,24 @@ class GuardedFunctionTool(FunctionTool):
             return output
 
     async def acall(self, *args: Any, **kwargs: Any) -> ToolOutput:
-        """Async call: decide on exactly what the wrapped tool will receive, then await it only when allowed."""
+        """Async call: decide on exactly what the wrapped tool will receive, then await it only when allowed.
+
+        In a multi-agent ``AgentWorkflow`` run the call is decided against the grant of the agent
+        that makes it (read from the workflow ``Context``), which is current while the tool runs.
+        """
         arguments, ctx, call_id = self._prepare(args, kwargs, is_async=True)
+        run = CURRENT_RUN.get()
+        agents = run.agents if run is not None else None
+        if agents is None:
+            return await self._acall(arguments, ctx, call_id, None)
+        async with agents.acting(ctx, self.metadata.get_name()) as actor:
+            return await self._acall(arguments, ctx, call_id, actor)
+
+    async def _acall(self, arguments: dict[str, Any], ctx: Any, call_id: str | None, actor: Actor | None) -> ToolOutput:
         name = self.metadata.get_name()
         call = await self.guard.atool_call(name, arguments, call_id=call_id, description=self.metadata.description)
+        if actor is not None:
+            actor.mark(call)
         with call as c:
             if not c.allowed:
                 if self.on_violation == "raise":

@@ -77,7 +77,7 @@ POLICY = Policy(agent_id="bank", capabilities=[
 PLAN = Plan(goal="bank", steps=[
     Step("transfer", args={"to": ANY, "amount": ANY}, max_calls=10),
     Step("pay", args={"to": ANY, "amount": ANY}, max_calls=10),
-    Step("send", args={"to": ANY, "cc": None}, max_calls=10),  # cc: only its default (None) is planned
+    Step("send", args={"to": ANY}, max_calls=10),  # cc defaults to None: absent unless the model passes one
 ])
 
 

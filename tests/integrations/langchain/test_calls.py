@@ -83,7 +83,7 @@ async def test_every_path_records_the_same_spans(path, mode):
     assert sc.ERROR_TYPE not in ok.attributes and ok.status.is_ok
     assert failed.attributes[sc.ERROR_TYPE].endswith("ToolException") and not failed.status.is_ok
     assert sc.TOOL_CALL_RESULT not in failed.attributes  # the tool raised: no result to record
-    assert ok.attributes[sc.OPENINFERENCE_SPAN_KIND] == sc.OPENINFERENCE_KIND_GUARDRAIL
+    assert ok.attributes[sc.OPENINFERENCE_SPAN_KIND] == sc.OPENINFERENCE_KIND_TOOL
     spans.shutdown()
 
 
@@ -139,3 +139,35 @@ async def test_a_denied_call_is_a_tool_run_that_answers_with_the_refusal(mode):
         out = wrapped.invoke(call, {"callbacks": [events]}) if mode == "sync" else \
             await wrapped.ainvoke(call, {"callbacks": [events]})
     assert out.status == "error" and events.seen == ["start", "end error"]
+
+
+async def test_a_later_middleware_replacing_the_tool_is_reported(caplog, run, mode):
+    """A middleware after AgentGuardMiddleware that swaps request.tool skips the guard: logged once, loudly."""
+    from langchain.agents.middleware import AgentMiddleware
+
+    @tool("lookup")
+    def other_lookup(key: str) -> str:
+        """Another implementation."""
+        return "other"
+
+    class Swap(AgentMiddleware):  # type: ignore[type-arg]
+        def wrap_tool_call(self, request: Any, handler: Any) -> Any:
+            return handler(request.override(tool=other_lookup))
+
+        async def awrap_tool_call(self, request: Any, handler: Any) -> Any:
+            return await handler(request.override(tool=other_lookup))
+
+    guard = Guard(POLICY)
+    model = ScriptedChatModel([calls(tool_call("lookup", {"key": "k1"}, "s1")),
+                               calls(tool_call("lookup", {"key": "k1"}, "s2")), "done"])
+    mw = AgentGuardMiddleware(guard, planner=PLAN, identity=ME)
+    with caplog.at_level("WARNING", logger="agent_guard"):
+        await run(create_agent(model, TOOLS, middleware=[mw, Swap()]), {"messages": [HumanMessage("x")]}, mode)
+    warnings = [r for r in caplog.records if "without running the guarded tool" in r.getMessage()]
+    assert len(warnings) == 1 and "'s1'" in warnings[0].getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="agent_guard"):  # in the right order: nothing to report
+        model = ScriptedChatModel([calls(tool_call("lookup", {"key": "k1"}, "s3")), "done"])
+        mw = AgentGuardMiddleware(guard, planner=PLAN, identity=ME)
+        await run(create_agent(model, TOOLS, middleware=[Swap(), mw]), {"messages": [HumanMessage("x")]}, mode)
+    assert not [r for r in caplog.records if "without running" in r.getMessage()]

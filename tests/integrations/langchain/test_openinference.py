@@ -78,9 +78,10 @@ def _check_one_trace(tree: Tree) -> None:
         parent = tree.parent(decisions[call_id])
         assert parent is not None and parent.attributes[OI_KIND] == "TOOL"
         assert parent.name == decisions[call_id].attributes[sc.TOOL_NAME]
+        assert parent.instrumentation_scope.name != "agent_guard"
     ghost_parent = tree.parent(decisions["c3"])  # no such tool, so no TOOL span: the tools node's span
     assert ghost_parent is not None and ghost_parent.name == "tools"
-    assert all(d.attributes[OI_KIND] == sc.OPENINFERENCE_KIND_GUARDRAIL for d in decisions.values())
+    assert all(d.attributes[OI_KIND] == sc.OPENINFERENCE_KIND_TOOL for d in decisions.values())
 
 
 async def test_middleware_run_is_one_trace(traced, policy, plan, identity, support_tools, calls_seen, run, mode):
@@ -118,7 +119,25 @@ async def test_guarded_tools_in_a_task_are_one_trace(traced, policy, plan, ident
     assert task.parent is None and tree.parent(tree.one("LangGraph")) is task
     decisions = tree.decisions()
     assert sorted(decisions) == ["c1", "c2", "c4"]  # c3: no such tool, and no guard on that path
-    for decision in decisions.values():
+    for decision in decisions.values():  # LangChain's TOOL span of the call (named after the tool)
         parent = tree.parent(decision)
         assert parent is not None and parent.attributes[OI_KIND] == "TOOL"
+        assert parent.name == decision.attributes[sc.TOOL_NAME] and parent.instrumentation_scope.name != "agent_guard"
 
+
+
+async def test_without_the_instrumentor_the_guard_tree_stays(policy, plan, identity, support_tools, run, mode):
+    """Installed and imported but not instrumenting (here: uninstrumented): decisions under the task span."""
+    capture = SpanCapture()
+    instrumentor = instrumentation.LangChainInstrumentor()
+    instrumentor.instrument(tracer_provider=capture.provider)
+    instrumentor.uninstrument()
+    guard = Guard(policy, tracer_provider=capture.provider)
+    mw = AgentGuardMiddleware(guard, planner=plan, identity=identity)
+    await run(create_agent(ScriptedChatModel(_script()), support_tools, middleware=[mw]),
+              {"messages": [HumanMessage("email alice")]}, mode)
+    tree = Tree(capture.spans)
+    task = tree.one("invoke_agent")
+    assert task.parent is None and not [s for s in tree.spans if s.name == "LangGraph"]
+    assert {tree.parent(d) for d in tree.decisions().values()} == {task}
+    capture.shutdown()

@@ -118,8 +118,14 @@ async def test_after_the_run_the_tools_are_denied(raw_tools, guard, plan, identi
     assert _ran_in_plan_order(ledger)
 
 
-async def test_agent_workflow_with_handoff(raw_tools, guard, plan, identity, ledger, spans):
-    """Under AgentWorkflow every agent's tools are guarded, across a handoff."""
+async def test_agent_workflow_with_handoff(raw_tools, policy, plan, identity, ledger, spans):
+    """Under AgentWorkflow every agent's tools are guarded, each under its own grant, across a planned handoff."""
+    from agent_guard import Capability, Guard, Plan, Policy, Step
+
+    guard = Guard(Policy(agent_id=policy.agent_id, capabilities=[*policy.capabilities,
+                                                                 Capability("handoff", args={"to_agent": {"any": True}})]),
+                  tracer_provider=spans.provider)
+    plan = Plan(goal=plan.goal, steps=[*plan.steps, Step("handoff", args={"to_agent": "ops"})])
     tools = {t.metadata.name: t for t in guard_tools(raw_tools, guard)}
     llm = scripted_llm(
         tool_calls(tool_call("crm_lookup", {"customer_id": "C-42"}, id="c1"),
@@ -139,7 +145,10 @@ async def test_agent_workflow_with_handoff(raw_tools, guard, plan, identity, led
     assert _ran_in_plan_order(ledger)
     assert any(reasons.TOOL_NOT_IN_SCOPE in m for m in _tool_messages(llm, 3))
     assert run.task.revoked
-    _assert_spans(spans, EXPECTED)
+    calls = _assert_spans(spans, {**EXPECTED, "h1": ("handoff", "allow", None)})
+    agents = {call_id: s.attributes[sc.AGENT_ID] for call_id, s in calls.items()}
+    assert agents == {"c1": "support", "c2": "support", "h1": "support", "c3": "ops", "c4": "ops"}
+    assert set(run.agent_tasks) == {"support", "ops"}
 
 
 async def test_react_agent(raw_tools, guard, plan, identity, ledger, spans):

@@ -173,3 +173,40 @@ async def test_a_direct_call_without_a_task_is_a_denied_decision_under_its_tool_
     tree = Tree(traced)
     _assert_decisions_under_tool_spans(tree, [("crm_lookup", "deny")])
     assert len({s.context.trace_id for s in tree.spans}) == 1
+
+
+async def test_a_multi_agent_workflow_is_one_trace_with_each_agents_decisions(raw_tools, policy, identity, traced):
+    """AgentWorkflow: each agent's invoke_agent span is under the run's, each decision (the handoff's too)
+    under its TOOL span and naming the acting agent."""
+    from llama_index.core.agent.workflow import AgentWorkflow
+
+    from agent_guard import Capability, Guard, Policy
+
+    guard = Guard(Policy(agent_id=policy.agent_id, capabilities=[*policy.capabilities,
+                                                                 Capability("handoff", args={"to_agent": {"any": True}})]),
+                  tracer_provider=traced.provider)
+    tools = {t.metadata.name: t for t in guard_tools(raw_tools, guard)}
+    plan = Plan(steps=[Step("crm_lookup", args={"customer_id": "C-42"}), Step("handoff", args={"to_agent": "ops"}),
+                       Step("delete_db", args={"name": "staging"}, agent="ops")])
+    llm = scripted_llm(
+        tool_calls(tool_call("crm_lookup", {"customer_id": "C-42"}, id="c1")),
+        tool_calls(tool_call("handoff", {"to_agent": "ops", "reason": "cleanup"}, id="h1")),
+        tool_calls(tool_call("delete_db", {"name": "prod"}, id="c2")),
+        "done",
+    )
+    support = FunctionAgent(name="support", description="Helps customers", llm=llm, can_handoff_to=["ops"],
+                            tools=[tools["crm_lookup"], tools["delete_db"]])
+    ops = FunctionAgent(name="ops", description="Runs operations", llm=llm, tools=[tools["delete_db"]], can_handoff_to=[])
+    run = guarded_run(AgentWorkflow(agents=[support, ops], root_agent="support"), "Clean up", guard=guard,
+                      planner=plan, identity=identity)
+    assert str(await run) == "done"
+    tree = Tree(traced)
+    assert len({s.context.trace_id for s in tree.spans}) == 1
+    agents = {s.attributes[sc.AGENT_ID]: s for s in tree.named("invoke_agent")}
+    assert set(agents) == {policy.agent_id, "support", "ops"}
+    root = agents[policy.agent_id]
+    assert tree.parent(agents["support"]) is root and tree.parent(agents["ops"]) is root
+    assert all(s is root or root in tree.ancestors(s) for s in tree.spans)
+    _assert_decisions_under_tool_spans(tree, [("crm_lookup", "allow"), ("handoff", "allow"), ("delete_db", "deny")])
+    acting = {s.attributes[sc.TOOL_CALL_ID]: s.attributes[sc.AGENT_ID] for s in tree.named("execute_tool")}
+    assert acting == {"c1": "support", "h1": "support", "c2": "ops"}
