@@ -23,7 +23,8 @@ def test_demo_tells_the_whole_story() -> None:
     text = out.getvalue()
     for fragment in ("ALLOW crm_lookup", "argument_mismatch", "argument_not_allowed", "tool_not_in_scope",
                      "budget_exhausted", "grant revoked: True (reason: plan_completed)", "no_grant",
-                     "typ=agent-grant+jwt", "audit trail", "revoked      plan_completed"):
+                     "typ=agent-grant+jwt", "audit trail", "revoked      plan_completed", "limit_exceeded",
+                     "(limit: issue_credit: sum_of amount per user per 86400 s)"):
         assert fragment in text, fragment
 
 

@@ -185,13 +185,29 @@ class TestReplay:
     def test_a_tool_dropped_from_the_policy_refuses_the_whole_plan(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        """A plan the new ceiling refuses: its calls are denied with the mint-time reason; escapes in names hold."""
-        hostile = {"tool": "wire\x1b[2J", "args": {}}
-        log = _log(tmp_path, Policy.model_validate(bank(extra=[hostile])))
+        """A plan the new ceiling refuses: its calls are denied with the mint-time reason."""
+        log = _log(tmp_path, Policy.model_validate(bank()))
         new = write(tmp_path / "new.json", {"agent_id": "bank-bot", "capabilities": [{"tool": "balance"}]})
         assert main(["policy", "replay", str(log), "--policy", str(new)]) == 0
+        assert "transfer  plan_exceeds_policy  5" in capsys.readouterr().out
+
+    def test_hostile_tool_names_from_the_log_are_escaped(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A tool name holding ESC and a newline flips, and prints as visible escapes."""
+        name = "wire\x1b[2J\nline 1  transfer  deny-to-allow"
+        clock = FakeClock()
+        policy = Policy(agent_id="bank-bot", capabilities=[Capability(name)])
+        with DecisionLog(tmp_path / "audit.jsonl", clock=clock) as log:
+            guard = Guard(policy, clock=clock, decision_log=log, record_arguments=True)
+            with guard.task(Plan(steps=[Step(name)]), identity=ME):
+                assert guard.authorize(name, {}).allowed
+        new = write(tmp_path / "new.json", {"agent_id": "bank-bot", "capabilities": [{"tool": "balance"}]})
+        assert main(["policy", "replay", str(tmp_path / "audit.jsonl"), "--policy", str(new)]) == 0
         out = capsys.readouterr().out
-        assert "transfer  plan_exceeds_policy  5" in out and "\x1b" not in out
+        assert "\x1b" not in out and "wire\\x1b[2J\\x0aline 1" in out
+        assert not [line for line in out.splitlines() if line.lstrip().startswith("line 1")]  # no forged row
+        assert all("wire" in line for line in out.splitlines() if "deny-to-allow" in line)
 
     def test_a_shadow_log_counts_would_deny_as_deny(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Replaying a shadow-mode log under the same policy flips nothing."""
@@ -226,8 +242,8 @@ class TestReplay:
         assert [f[-1] for f in flips] == ["c400", "child"]  # the 3rd and 4th transfer of the first minute
 
 
-def test_the_readme_policy_tests_pass() -> None:
-    """The policy unit-test helpers on a policy of this suite (also shown in the README)."""
+def test_policy_unit_tests_with_the_testing_helpers() -> None:
+    """The policy unit-test helpers on this suite's bank policy (the README shows them too)."""
     policy = Policy.model_validate(bank(limits=DAILY))
     assert_allowed(policy, TRANSFERS, "transfer", {"amount": 999, "to": "bob"})
     assert_denied(policy, TRANSFERS, "transfer", {"amount": -1, "to": "bob"}, reason="argument_mismatch")

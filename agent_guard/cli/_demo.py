@@ -17,6 +17,7 @@ from agent_guard._text import printable
 from agent_guard.audit._chain import read_log, verify_log
 from agent_guard.audit._log import DecisionLog
 from agent_guard.authorization._keys import KeySet
+from agent_guard.authorization._limits import Limit
 from agent_guard.authorization._models import AgentIdentity, Capability, Plan, Policy, Step
 from agent_guard.cli._explain import explain_claims, unverified_parts
 from agent_guard.exceptions import ToolCallDenied
@@ -51,7 +52,11 @@ def _tools() -> dict[str, Callable[..., Any]]:
         """Delete a customer account."""
         return "deleted"
 
-    return {f.__name__: f for f in (crm_lookup, list_tickets, send_email, delete_account)}
+    def issue_credit(customer_id: str, amount: float) -> str:
+        """Credit a customer's account."""
+        return f"credited {amount}"
+
+    return {f.__name__: f for f in (crm_lookup, list_tickets, send_email, delete_account, issue_credit)}
 
 
 def run_demo(out: TextIO) -> int:
@@ -73,6 +78,8 @@ def run_demo(out: TextIO) -> int:
             Capability("send_email", args={"to": {"email_domain_in": ["example.com"]},
                                            "subject": {"max_len": 200}, "body": {"max_len": 5000}}),
             Capability("delete_account", args={"customer_id": {"regex": r"C-\d+"}}, requires_approval=True),
+            Capability("issue_credit", args={"customer_id": {"regex": r"C-\d+"}, "amount": {"min": 0, "max": 100}},
+                       limits=[Limit(sum_of="amount", max=50, per="user", window_s=86400)]),
         ],
     )
     workdir = tempfile.TemporaryDirectory(prefix="agent-guard-demo-")
@@ -86,6 +93,8 @@ def run_demo(out: TextIO) -> int:
     for cap in policy.capabilities:
         flag = "  [requires approval]" if cap.requires_approval else ""
         say(f"  {cap.tool}({', '.join(f'{k}: {v}' for k, v in cap.args.items())}){flag}")
+        for limit in cap.limits:
+            say(f"      limit: {limit.label(cap.tool)}, at most {limit.max if limit.max is not None else limit.calls}")
 
     head("2. The user's request and the agent's plan")
     say('  request: "Email Alice (customer C-42) a summary of her open tickets."')
@@ -94,6 +103,7 @@ def run_demo(out: TextIO) -> int:
         steps=[
             Step("crm_lookup", args={"customer_id": "C-42"}),
             Step("list_tickets", args={"customer_id": "C-42", "status": "open"}, max_calls=2),
+            Step("issue_credit", args={"customer_id": "C-42", "amount": {"any": True}}, max_calls=2),
             Step("send_email", args={"to": "alice@example.com", "subject": {"any": True}, "body": {"any": True}}),
         ],
     )
@@ -128,9 +138,12 @@ def run_demo(out: TextIO) -> int:
         call("send_email", to="alice@example.com", subject="hi", body="summary", bcc="mallory@evil.example")
         call("delete_account", customer_id="C-42")
 
-        head("6. A budget runs out")
+        head("6. A budget runs out, and a limit over time and money holds")
         call("list_tickets", customer_id="C-42", status="open")
         call("list_tickets", customer_id="C-42", status="open")
+        call("issue_credit", customer_id="C-42", amount=30)
+        call("issue_credit", customer_id="C-42", amount=30)  # 60 > 50 per user per day: refused, nothing spent
+        call("issue_credit", customer_id="C-42", amount=20)  # fits exactly
 
         head("7. The last planned call completes the plan: the grant is revoked")
         call("send_email", to="alice@example.com", subject="Your open tickets", body="T-1: Invoice wrong")

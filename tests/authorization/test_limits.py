@@ -385,7 +385,7 @@ def test_policy_unit_tests_with_the_testing_helpers() -> None:
         assert_allowed(policy, transfers(), "transfer", {"amount": 5000, "to": "bob"})
     with pytest.raises(AssertionError, match="to be denied, but it was allowed"):
         assert_denied(policy, transfers(), "transfer", {"amount": 5, "to": "bob"})
-    with pytest.raises(AssertionError, match="to be denied tool_not_in_scope, but.*argument_mismatch"):
+    with pytest.raises(AssertionError, match=r"to be denied tool_not_in_scope, but.*argument_mismatch"):
         assert_denied(policy, transfers(), "transfer", {"amount": -1, "to": "bob"}, reason="tool_not_in_scope")
     # a plan the policy refuses is a denial with the mint-time reason
     wider = Plan(steps=[Step("wire", args={})])

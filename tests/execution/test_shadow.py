@@ -106,7 +106,7 @@ def test_spans_log_and_metrics_record_would_deny(policy: Policy, clock: FakeCloc
     (span,) = [s for s in spans.named("execute_tool") if s.attributes[sc.TOOL_CALL_ID] == "c9"]
     assert span.attributes[sc.DECISION_OUTCOME] == "would_deny"
     assert span.attributes[sc.DECISION_REASON] == reasons.TOOL_NOT_IN_SCOPE
-    assert sc.ERROR_TYPE not in span.attributes and not span.status.status_code.name == "ERROR"
+    assert sc.ERROR_TYPE not in span.attributes and span.status.status_code.name != "ERROR"
     assert [r["call_id"] for r in spans.decisions() if r["outcome"] == "would_deny"] == ["c9"]
     (record,) = [r for r in read_log(tmp_path / "audit.jsonl") if r["event"] == "decision"]
     assert (record["outcome"], record["reason"]) == ("would_deny", reasons.TOOL_NOT_IN_SCOPE)

@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 from _limit_workers import limit_worker
 
-from agent_guard import AgentIdentity, Capability, Guard, InMemoryGrantStore, Limit, Plan, Policy, Step, reasons
+from agent_guard import (
+    AgentIdentity,
+    Capability,
+    Guard,
+    InMemoryGrantStore,
+    Limit,
+    Plan,
+    Policy,
+    Step,
+    reasons,
+)
 from agent_guard.stores import RedisGrantStore
 from agent_guard.stores._base import Charge, LimitBucket
 from agent_guard.testing import FakeClock
