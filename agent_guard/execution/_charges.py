@@ -35,6 +35,16 @@ class _Rule(NamedTuple):
     fixed: Charge | None
 
 
+class _StepCharges(NamedTuple):
+    """A step's limits, split for the per-call path: rates are the same charges every call."""
+
+    rules: tuple[_Rule, ...]
+    fixed: tuple[Charge, ...]
+    """The step's charges when it sums no argument (then nothing is built per call)."""
+    sums: tuple[str, ...]
+    """The summed arguments (their amounts come from each call)."""
+
+
 def _bucket_key(tool: str, limit: Limit, who: Any) -> str:
     raw = json.dumps([tool, limit.to_json(), who], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest()[:24]).decode()
@@ -56,7 +66,7 @@ class LimitCharger:
             "tenant": ["tenant", tenant],
         }
         made: dict[tuple[str, Limit], _Rule] = {}
-        by_step: list[tuple[_Rule, ...]] = []
+        by_step: list[_StepCharges] = []
         for step in scope.steps:
             rules: list[_Rule] = []
             for limit in step.limits:
@@ -70,10 +80,10 @@ class LimitCharger:
                     fixed = Charge(bucket, 1.0) if limit.sum_of is None else None
                     rule = made[(step.tool, limit)] = _Rule(bucket, limit.sum_of, fixed)
                 rules.append(rule)
-            by_step.append(tuple(dict.fromkeys(rules)))
+            by_step.append(_split(tuple(dict.fromkeys(rules))))
         self._by_step = by_step
 
-    def charges(self, candidates: Sequence[int], args: Mapping[str, Any]) -> list[Charge] | str:
+    def charges(self, candidates: Sequence[int], args: Mapping[str, Any]) -> Sequence[Charge] | str:
         """The charges of a call matched to ``candidates``, or the name of a summed argument that is no amount.
 
         With several candidate steps (the store picks one) every candidate's limits are charged:
@@ -81,17 +91,24 @@ class LimitCharger:
         and it errs on the strict side.
         """
         if len(candidates) == 1:
-            rules: Sequence[_Rule] = self._by_step[candidates[0]]
+            step = self._by_step[candidates[0]]
         else:
-            rules = tuple(dict.fromkeys(rule for c in candidates for rule in self._by_step[c]))
+            step = _split(tuple(dict.fromkeys(rule for c in candidates for rule in self._by_step[c].rules)))
+        if not step.sums:
+            return step.fixed
         out: list[Charge] = []
-        for rule in rules:
-            if rule.fixed is not None:
-                out.append(rule.fixed)
+        for bucket, argument, fixed in step.rules:  # in the policy's order: a refusal names the first that is full
+            if fixed is not None:
+                out.append(fixed)
                 continue
-            assert rule.argument is not None
-            amount = amount_of(args.get(rule.argument))
+            amount = amount_of(args.get(argument))  # type: ignore[arg-type]
             if amount is None:
-                return rule.argument
-            out.append(Charge(rule.bucket, amount))
+                return argument  # type: ignore[return-value]
+            out.append(Charge(bucket, amount))
         return out
+
+
+def _split(rules: tuple[_Rule, ...]) -> _StepCharges:
+    fixed = tuple(rule.fixed for rule in rules if rule.fixed is not None)
+    sums = tuple(rule.argument for rule in rules if rule.argument is not None)
+    return _StepCharges(rules, fixed, sums)

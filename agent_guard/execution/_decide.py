@@ -18,7 +18,7 @@ from agent_guard.execution._task import Task
 from agent_guard.reasons import ReasonCode
 from agent_guard.stores._base import Charge, ConsumeResult
 
-__all__ = ["deny", "deny_message", "limit_charges", "precheck", "settle"]
+__all__ = ["deny", "deny_message", "not_an_amount", "precheck", "settle"]
 
 _STATE_REASONS: Final = frozenset(
     {reasons.NO_GRANT, reasons.INVALID_GRANT, reasons.EXPIRED, reasons.REVOKED, reasons.BUDGET_EXHAUSTED,
@@ -59,14 +59,11 @@ def deny(
     )
 
 
-def limit_charges(task: Task, tool: str, args: Any, candidates: Sequence[int]) -> list[Charge] | Decision:
-    """The limit charges of a matched call, or its refusal: a summed argument that is not an amount
-    (absent, not a number, negative, beyond 2**53) is an ``argument_mismatch`` naming it."""
-    charges = task.charges(candidates, args)
-    if isinstance(charges, str):
-        decision = deny(task, tool, reasons.ARGUMENT_MISMATCH, charges)
-        return decision.model_copy(update={"message": f"{decision.message[:-1]} ({_NOT_AN_AMOUNT})."})
-    return charges
+def not_an_amount(task: Task, tool: str, argument: str) -> Decision:
+    """The refusal of a call whose summed argument is not an amount (absent, not a number, negative,
+    beyond 2**53): ``argument_mismatch`` naming it, decided before the store is asked."""
+    decision = deny(task, tool, reasons.ARGUMENT_MISMATCH, argument)
+    return decision.model_copy(update={"message": f"{decision.message[:-1]} ({_NOT_AN_AMOUNT})."})
 
 
 def precheck(task: Task | None, tool: str, args: Any, now: float, leeway_s: float) -> Decision | Sequence[int]:

@@ -34,7 +34,7 @@ from agent_guard.authorization._scope import TaskScope, derive_scope
 from agent_guard.exceptions import ConfigError, GrantError
 from agent_guard.execution._call import ToolCall
 from agent_guard.execution._context import CURRENT_TASK, use_task
-from agent_guard.execution._decide import deny, limit_charges, precheck, settle
+from agent_guard.execution._decide import deny, not_an_amount, precheck, settle
 from agent_guard.execution._delegate import DelegationMixin
 from agent_guard.execution._lifecycle import TaskContext
 from agent_guard.execution._shadow import MODES, GuardMode, would_deny
@@ -384,9 +384,9 @@ class Guard(DelegationMixin):
             if not task.compiled.limited:  # only a task with limits does any limit work
                 result = task.store.consume(task.run_id, outcome)
             else:
-                found = limit_charges(task, tool, args, outcome)
-                if isinstance(found, Decision):
-                    return self._refused(found), None
+                found = task.charges(outcome, args)
+                if isinstance(found, str):
+                    return self._refused(not_an_amount(task, tool, found)), None
                 charges = found
                 if charges:
                     result = task.store.consume(task.run_id, outcome, charges)
@@ -410,9 +410,9 @@ class Guard(DelegationMixin):
         charges: Sequence[Charge] = ()
         try:
             if task.compiled.limited:
-                found = limit_charges(task, tool, args, outcome)
-                if isinstance(found, Decision):
-                    return self._refused(found), None
+                found = task.charges(outcome, args)
+                if isinstance(found, str):
+                    return self._refused(not_an_amount(task, tool, found)), None
                 charges = found
             if type(store).aconsume is GrantStore.aconsume:  # the default only calls consume: skip a coroutine
                 result = store.consume(task.run_id, outcome, charges) if charges else store.consume(task.run_id, outcome)

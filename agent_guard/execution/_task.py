@@ -217,7 +217,7 @@ class Task:
             self._allow[step] = decision
         return decision
 
-    def charges(self, candidates: Sequence[int], args: Mapping[str, Any]) -> list[Charge] | str:
+    def charges(self, candidates: Sequence[int], args: Mapping[str, Any]) -> Sequence[Charge] | str:
         """The limit charges of a call matched to ``candidates``, or the name of a summed argument that is no amount.
 
         The buckets are built on the first limited call, from the grant's claims (``sub``, tenant,

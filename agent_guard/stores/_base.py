@@ -107,7 +107,8 @@ class GrantStore(ABC):
     ancestor is no longer active. ``charges`` (limits over time and money) are checked and
     charged in that same operation: all of them and the step, or nothing. The guard passes
     ``charges`` only when the matched step has limits, so a store written before limits existed
-    keeps working for every policy without them.
+    keeps working for every policy without them (and refuses, ``store_unavailable``, every call
+    that has limits: it cannot take the charges, so the guard fails closed).
 
     Limit windows are fixed and aligned to the epoch on the store's clock: window
     ``floor(now / window_s)``; a bucket whose recorded window is later than now's (a clock that

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from typing import Final
 
-from agent_guard.stores._base import Charge
+from agent_guard.stores._base import Charge, LimitBucket
 
 __all__ = ["LimitTable"]
 
@@ -42,28 +42,35 @@ class LimitTable:
         return len(self._buckets)
 
     def try_charge(self, charges: Sequence[Charge], now: float) -> int | None:
-        """Charge every charge, or none: ``None`` when all fit, else the index of the first that does not."""
+        """Charge every charge, or none: ``None`` when all fit, else the index of the first that does not.
+
+        Windows are ``floor(now / window_s)`` (not ``now // window_s``, which can differ by one at a
+        boundary): exactly what the Redis script computes, so both stores agree.
+        """
         buckets = self._buckets
+        floor = math.floor
         with self._lock:
-            planned: list[tuple[str, float, float, float]] = []
-            for i, (bucket, amount) in enumerate(charges):
-                window = bucket.window_s
-                current = float(math.floor(now / window)) if window else 0.0
-                found = buckets.get(bucket.key)
-                total = 0.0
-                if found is not None and current <= found[0]:
-                    current, total = found[0], found[1]  # this window, or a clock that went back: the latest
-                total += amount
-                if total > bucket.max:
-                    return i
-                forget = (current + 2) * window if window else bucket.until
-                planned.append((bucket.key, current, total, forget))
-            for key, current, total, forget in planned:
-                found = buckets.get(key)
-                if found is None:
-                    buckets[key] = [current, total, forget]
+            staged: list[tuple[LimitBucket, list[float] | None, float, float]] = []
+            for index, (bucket, amount) in enumerate(charges):
+                window = bucket[3]  # LimitBucket(key, tag, max, window_s, until, label), read by index: hot path
+                current: float = floor(now / window) if window else 0
+                state = buckets.get(bucket[0])
+                if state is not None and current <= state[0]:  # this window, or a clock that went back: the latest
+                    current, total = state[0], state[1] + amount
                 else:
-                    found[0], found[1], found[2] = current, total, max(found[2], forget)
+                    total = 0.0 + amount
+                if total > bucket[2]:
+                    return index
+                staged.append((bucket, state, current, total))
+            for bucket, state, current, total in staged:
+                window = bucket[3]
+                forget = (current + 2) * window if window else bucket[4]
+                if state is None:
+                    buckets[bucket[0]] = [current, total, forget]
+                else:
+                    state[0], state[1] = current, total
+                    if forget > state[2]:
+                        state[2] = forget
             if len(buckets) >= self._sweep_at:
                 self._sweep(now)
         return None
@@ -79,7 +86,7 @@ class LimitTable:
         """``(window, total)`` of bucket ``key`` as kept (``None`` when it is not): for tests and tools."""
         with self._lock:
             found = self._buckets.get(key)
-            return None if found is None else (found[0], found[1])
+            return None if found is None else (float(found[0]), found[1])
 
     def total(self, key: str, now: float, window_s: int) -> float:
         """The running total of bucket ``key`` in the window of ``now`` (0 when none): for tests and tools."""
