@@ -61,6 +61,8 @@ def main() -> None:
         "deny": (lambda: one.run(guard.decide, "send_email", deny_args), 2000),
         "wrapped": (lambda: one.run(wrapped, **ARGS), 2000),
         "sdk": (lambda: sdk.run(sdk_wrapped, **ARGS), 1000),
+        "deny_call": (lambda: one.run(guard.authorize, "send_email", deny_args), 2000),
+        "sdk_deny_call": (lambda: sdk.run(sdk_guard.authorize, "send_email", deny_args), 1000),
         "distinct": (lambda: distinct.run(guard.decide, "send_email", ARGS), 2000),
         "same": (lambda: same.run(guard.decide, "send_email", ARGS), 2000),
         "mint": (mint, 100),
@@ -74,7 +76,10 @@ def main() -> None:
     print(row("decision, denied (argument_mismatch)", r["deny"]))
     print(row("guarded call, OTel API only (no SDK)", r["wrapped"], note=f"+{r['wrapped'] - bare:.2f} over bare"))
     print(row("guarded call incl. span, SDK + BatchSpanProcessor", r["sdk"],
-              note=f"+{r['sdk'] - bare:.2f} over bare (target ≤ 30)"))
+              note=f"+{r['sdk'] - bare:.2f} over bare (target ≤ 30); the span: +{r['sdk'] - r['wrapped']:.2f}"))
+    print(row("denied call (authorize), OTel API only (no SDK)", r["deny_call"]))
+    print(row("denied call incl. span (status ERROR), SDK + batch processor", r["sdk_deny_call"],
+              note=f"+{r['sdk_deny_call'] - r['deny_call']:.2f} over the denial without an SDK"))
     print(row("mint: new plan + derive_scope + sign, EdDSA (target ≤ 150)", r["mint"]))
     print(row("open+close a task: derive, sign, verify, activate, spans", r["open"]))
     print(row("decision at 1,000 steps, distinct tools", r["distinct"],

@@ -10,14 +10,17 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Final
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, get_args
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode, TracerProvider
 
 from agent_guard import semconv as sc
 from agent_guard._decision import outcome_of
 from agent_guard._version import __version__
+from agent_guard.reasons import ReasonCode
 
 if TYPE_CHECKING:
     from agent_guard.audit._record import TaskRecord
@@ -29,6 +32,12 @@ _DENIED_ERROR_TYPE: Final = "agent_guard.ToolCallDenied"
 _FLUSH_TIMEOUT_MS: Final = 5000
 _log = logging.getLogger("agent_guard")
 _MAX_RECORDED: Final = 4096
+_ALLOWED_KEPT: Final = 256
+"""Allowed decisions (one per task plan step) whose span attributes are kept; the table is emptied when full."""
+_REASON_CODES: Final = frozenset(get_args(ReasonCode))
+_DENIED_STATUS: dict[str | None, Status] = {}
+_Kept = tuple["Decision", "str | None", Mapping[str, Any], dict[str, Any], Mapping[str, Any], str]
+"""A plain allow's (decision, description, task.tool_attributes, attributes, the same read-only, span name)."""
 
 
 def _json(value: Any) -> str:
@@ -37,6 +46,16 @@ def _json(value: Any) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text[:_MAX_RECORDED]
+
+
+def _denied_status(reason: str | None) -> Status:
+    """The status of a denied call: ERROR with the reason code (one object per code, built once)."""
+    status = _DENIED_STATUS.get(reason)
+    if status is None:
+        status = Status(StatusCode.ERROR, reason)
+        if reason in _REASON_CODES:  # only the fixed codes are kept
+            _DENIED_STATUS[reason] = status
+    return status
 
 
 def _rfc3339(ts: float) -> str:
@@ -51,6 +70,8 @@ class SpanEmitter:
         self.tracer_provider = tracer_provider
         self.record_arguments = record_arguments
         self._sdk = False
+        self._allowed: dict[int, _Kept] = {}
+        """Plain allows seen lately, by id: what their spans are started with (see :meth:`start_tool`)."""
 
     def sdk_present(self) -> bool:
         """True once the provider is a real SDK (not the API's proxy or no-op); stays True after that.
@@ -65,6 +86,8 @@ class SpanEmitter:
         provider = self.tracer_provider if self.tracer_provider is not None else trace.get_tracer_provider()
         if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
             return False
+        if self.tracer_provider is None:  # the global provider is set now: its own tracer, not the API's proxy
+            self.tracer = provider.get_tracer("agent_guard", __version__)
         self._sdk = True
         return True
 
@@ -133,9 +156,56 @@ class SpanEmitter:
         """Start the ``execute_tool {tool}`` span of one decision (not yet current).
 
         Without an SDK provider this is the API's invalid span (recording nothing, costing nothing).
+        Every attribute is given at the start (one call into the SDK, and a sampler sees them all);
+        a denial adds its status, the one thing the API does not take at the start.
         """
         if not self._sdk and (task is not None or not self.sdk_present()):
             return INVALID_SPAN
+        if decision.allowed and decision.reason is None and task is not None:
+            # The common case: a plain allow is one object shared by every call of its plan step
+            # (``Task.allow``), so its attributes but the call id, and its span name, are built once.
+            hit = self._allowed.get(id(decision))
+            if hit is None or hit[0] is not decision or hit[1] != description or hit[2] is not task.tool_attributes:
+                hit = self._keep_allowed(decision, task, description)
+            base = hit[3]
+            attributes: Mapping[str, Any]
+            if self.record_arguments and arguments is not None:
+                attributes = {**base, sc.TOOL_CALL_ARGUMENTS: _json(dict(arguments))}
+                if call_id:
+                    attributes[sc.TOOL_CALL_ID] = call_id
+            elif call_id:
+                attributes = {**base, sc.TOOL_CALL_ID: call_id}
+            else:
+                attributes = hit[4]  # the same attributes, read-only
+            # The current context given, not looked up again by the SDK (parent, sampler, processors).
+            return self.tracer.start_span(hit[5], otel_context.get_current(), SpanKind.INTERNAL, attributes)
+        attributes = self._attributes(decision, task, call_id, description)
+        if self.record_arguments and arguments is not None:
+            attributes[sc.TOOL_CALL_ARGUMENTS] = _json(dict(arguments))
+        span = self.tracer.start_span(
+            sc.execute_tool_span_name(decision.tool), otel_context.get_current(), SpanKind.INTERNAL, attributes
+        )
+        if not decision.allowed:
+            span.set_status(_denied_status(decision.reason))
+        return span
+
+    def _keep_allowed(self, decision: Decision, task: TaskRecord, description: str | None) -> _Kept:
+        """Build and keep the attributes (all but the call id) and the span name of a plain allow."""
+        base = self._attributes(decision, task, None, description)
+        kept = (decision, description, task.tool_attributes, base, MappingProxyType(base),
+                sc.execute_tool_span_name(decision.tool))
+        allowed = self._allowed
+        if len(allowed) >= _ALLOWED_KEPT:
+            allowed.clear()
+        # Holding the decision keeps its id from being reused; the task's attributes are kept, not the task.
+        allowed[id(decision)] = kept
+        return kept
+
+    @staticmethod
+    def _attributes(
+        decision: Decision, task: TaskRecord | None, call_id: str | None, description: str | None
+    ) -> dict[str, Any]:
+        """The attributes of a decision span (without recorded arguments)."""
         attributes: dict[str, Any] = {
             sc.OPERATION_NAME: "execute_tool",
             sc.TOOL_NAME: decision.tool,
@@ -157,14 +227,7 @@ class SpanEmitter:
             attributes[sc.DECISION_REASON] = decision.reason
         if decision.limit is not None:
             attributes[sc.DECISION_LIMIT] = decision.limit
-        if self.record_arguments and arguments is not None:
-            attributes[sc.TOOL_CALL_ARGUMENTS] = _json(dict(arguments))
-        span = self.tracer.start_span(
-            sc.execute_tool_span_name(decision.tool), kind=SpanKind.INTERNAL, attributes=attributes
-        )
-        if not decision.allowed:
-            span.set_status(Status(StatusCode.ERROR, decision.reason))
-        return span
+        return attributes
 
     def record_result(self, span: Span, result: Any) -> None:
         """Record the tool's result on its span (only with ``record_arguments=True``)."""

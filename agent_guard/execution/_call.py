@@ -7,8 +7,7 @@ from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import INVALID_SPAN, Span
+from opentelemetry.trace import INVALID_SPAN, Span, set_span_in_context
 
 from agent_guard.audit._record import MetricsSink
 from agent_guard.audit._spans import SpanEmitter
@@ -63,9 +62,11 @@ class ToolCall:
             self._emitter.record_error_type(self.span, error_type)
 
     def __enter__(self) -> ToolCall:
-        # Without a tracing SDK the span is the API's invalid one: nothing to make current.
-        if self.span is not INVALID_SPAN and self.span.get_span_context().is_valid:
-            self._ctx_token = otel_context.attach(trace.set_span_in_context(self.span))
+        # The span is current while the tool runs, so the tool's own spans nest under the decision.
+        # Without a tracing SDK it is the API's invalid span: nothing to make current.
+        span = self.span
+        if span is not INVALID_SPAN and (span.is_recording() or span.get_span_context().is_valid):
+            self._ctx_token = otel_context.attach(set_span_in_context(span))
         if self._metrics is not None:
             self._started = time.perf_counter()
         return self
@@ -76,8 +77,10 @@ class ToolCall:
             self._emitter.record_tool_error(self.span, e)
         if self._metrics is not None:
             self._metrics.tool_duration(self.decision.tool, time.perf_counter() - self._started, self._error_type)
-        token, self._ctx_token = self._ctx_token, None
+        token = self._ctx_token
         if token is not None:
+            self._ctx_token = None
             otel_context.detach(token)  # type: ignore[arg-type]
-        if self.span is not INVALID_SPAN:
-            self.span.end()
+        span = self.span
+        if span is not INVALID_SPAN:
+            span.end()
