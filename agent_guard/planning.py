@@ -1,9 +1,13 @@
 """Framework-neutral pieces of an LLM planner: the prompt, the output schema, and validation.
 
 An LLM planner turns the user's request into a :class:`~agent_guard.Plan`. It is shown **only
-the trusted request and the tool catalog** (names, descriptions, argument schemas), never tool
-outputs or retrieved documents: the plan fixes what the task may do *before* any untrusted text
-enters the conversation, so an instruction injected into a tool result cannot widen the grant.
+the trusted input -- the user's own messages (the conversation's user turns, oldest first; the
+last one is the current request) -- and the tool catalog** (names, descriptions, argument
+schemas), never tool outputs, retrieved documents or the model's own text: the plan fixes what
+the task may do *before* any untrusted text enters the conversation, so an instruction injected
+into a tool result cannot widen the grant. Earlier user turns are shown so that a follow-up
+("now email her the summary") is planned with the values the user gave before (her address),
+instead of leaving them free.
 Everything the model returns is validated here: unknown tools or arguments and malformed output
 raise :class:`~agent_guard.PlannerError`; a plan beyond the policy raises
 :class:`~agent_guard.PlanRejected`. Nothing runs until a plan has passed both checks.
@@ -20,6 +24,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent_guard._frozen import Frozen
+from agent_guard._text import printable
 from agent_guard.authorization._models import Plan, Policy, Step
 from agent_guard.authorization._scope import derive_scope
 from agent_guard.exceptions import ConfigError, PlannerError
@@ -36,11 +41,13 @@ __all__ = [
 
 PLANNER_INSTRUCTIONS: Final = """\
 You plan the tool calls an AI agent will make for one user request. You see only the user's \
-request and the catalog of tools; you never see tool results.
+own messages (the last one is the current request; earlier ones give its context) and the \
+catalog of tools; you never see tool results or the assistant's replies.
 Return a plan: the ordered list of tool calls needed to fulfil the request, and nothing more.
 For each step:
 - "tool": a tool name exactly as in the catalog;
-- "arguments": EVERY argument the call will pass (a call may not pass an argument you leave out);
+- "arguments": EVERY argument the call will pass, including every argument the tool requires \
+(a call may not pass an argument you leave out);
   for each argument set "pinned": true and "value" to the exact value when the user stated it
   (an id, an address, an amount), or "pinned": false and "value": null when it will be decided later;
 - "max_calls": how many times this step's call may run (1 unless the request needs repetition).
@@ -91,21 +98,35 @@ class ToolSpec(Frozen):
         return frozenset(props) if isinstance(props, Mapping) else frozenset()
 
 
-def planner_messages(request: str, tools: Sequence[ToolSpec]) -> list[tuple[str, str]]:
+def _request_block(request: str | Sequence[str]) -> str:
+    """The user's messages as the planner is shown them (one request, or numbered turns)."""
+    turns = [request] if isinstance(request, str) else list(request)
+    if not turns or not all(isinstance(t, str) for t in turns) or not turns[-1].strip():
+        raise ConfigError("request: the planner needs the user's request as non-empty text (or a list of user turns)")
+    if len(turns) == 1:
+        return f"User request:\n{turns[0]}"
+    earlier = "\n".join(f"{i}. {t}" for i, t in enumerate(turns[:-1], 1))
+    return (f"Earlier messages of the user (context only, oldest first):\n{earlier}\n\n"
+            f"Current user request (plan this one):\n{turns[-1]}")
+
+
+def planner_messages(request: str | Sequence[str], tools: Sequence[ToolSpec]) -> list[tuple[str, str]]:
     """``[("system", instructions), ("user", request + catalog)]`` for a planner model.
 
-    Only the request and the catalog go in; pass nothing else (no history, no tool outputs).
+    ``request`` is the user's request, or the user's turns of the conversation, oldest first
+    (the last is the request being planned). Only the user's own words and the catalog go in;
+    pass nothing else (no assistant text, no tool outputs).
     """
-    if not isinstance(request, str) or not request.strip():
-        raise ConfigError("request: the planner needs the user's request as non-empty text")
     catalog = [{"name": t.name, "description": t.description, "parameters": t.parameters} for t in tools]
-    user = f"User request:\n{request}\n\nTool catalog (JSON):\n{json.dumps(catalog, indent=1, sort_keys=True)}"
+    user = f"{_request_block(request)}\n\nTool catalog (JSON):\n{json.dumps(catalog, indent=1, sort_keys=True)}"
     return [("system", PLANNER_INSTRUCTIONS), ("user", user)]
 
 
 def _coerce_draft(draft: PlanDraft | Mapping[str, Any] | str) -> PlanDraft:
     if isinstance(draft, PlanDraft):
         return draft
+    if isinstance(draft, str):
+        _check_json_text(draft)
     try:
         if isinstance(draft, str):
             return PlanDraft.model_validate_json(draft)
@@ -121,6 +142,45 @@ def _coerce_draft(draft: PlanDraft | Mapping[str, Any] | str) -> PlanDraft:
         raise PlannerError(f"the planner's output is not a valid plan ({err})") from None
 
 
+def _check_json_text(text: str) -> None:
+    """A text answer that is not JSON at all: the model wrote prose instead of a plan."""
+    try:
+        json.loads(text)
+    except ValueError:
+        excerpt = printable(" ".join(text.split())[:120])
+        raise PlannerError(
+            "the planner's output is not a valid plan: the model answered with text instead of a plan "
+            "(use a model that supports tool calling / structured output, or make the prompt ask for the plan)",
+            [f"the model's text begins: {excerpt!r}"],
+        ) from None
+    except RecursionError:
+        raise PlannerError("the planner's output is not a valid plan: its JSON is nested too deeply") from None
+
+
+def _as_schema_type(value: Any, spec: ToolSpec, name: str) -> Any:
+    """A pinned number as the tool will receive it: ``20`` for a ``"number"`` argument is ``20.0``.
+
+    Decisions are made on what the tool's function receives (its schema's validated values), and
+    ``eq`` compares JSON types exactly; a planner that writes ``20`` for a float argument would
+    otherwise pin a value the call can never match. Only exact ``"number"``/``"integer"`` types
+    are converted, and an ``"integer"`` only from a float with no fractional part.
+    """
+    props = spec.parameters.get("properties")
+    prop = props.get(name) if isinstance(props, Mapping) else None
+    kind = prop.get("type") if isinstance(prop, Mapping) else None
+    if kind == "number" and type(value) is int:
+        return float(value)
+    if kind == "integer" and type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+def _required(spec: ToolSpec) -> list[str]:
+    """The arguments ``spec``'s schema marks required (a call without them cannot run)."""
+    required = spec.parameters.get("required", [])
+    return [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
+
+
 def plan_from_draft(
     draft: PlanDraft | Mapping[str, Any] | str,
     *,
@@ -130,8 +190,10 @@ def plan_from_draft(
 ) -> Plan:
     """Validate a planner's output and turn it into a :class:`Plan`.
 
-    Raises :class:`PlannerError` for malformed output, an unknown tool or argument, or an empty
-    plan; with ``policy``, raises :class:`PlanRejected` when the plan exceeds the ceiling.
+    Raises :class:`PlannerError` for malformed output (text instead of a plan too), an unknown
+    tool or argument, a step that leaves out an argument its tool requires (a plan that could
+    never run), or an empty plan; with ``policy``, raises :class:`PlanRejected` when the plan
+    exceeds the ceiling.
     """
     parsed = _coerce_draft(draft)
     catalog = {t.name: t for t in tools}
@@ -153,7 +215,14 @@ def plan_from_draft(
             elif arg.pinned and arg.value is None:
                 problems.append(f"steps[{i}].arguments: {arg.name!r} is pinned but has no value")
             else:
-                args[arg.name] = {"eq": arg.value} if arg.pinned else {"any": True}
+                args[arg.name] = {"eq": _as_schema_type(arg.value, spec, arg.name)} if arg.pinned else {"any": True}
+        listed = {arg.name for arg in planned.arguments}
+        for name in _required(spec):
+            if name not in listed:
+                problems.append(
+                    f"steps[{i}].arguments: {planned.tool!r} requires argument {name!r}, which the step does not "
+                    "list (a call without it cannot run; a call with it would be refused)"
+                )
         try:
             steps.append(Step(planned.tool, args=args, max_calls=planned.max_calls))
         except ConfigError as err:

@@ -9,32 +9,53 @@ with ``guard.use(task)``). Span semantics are the core's: a tool that answers wi
 recorded only when the guard records arguments.
 
 A call paused by ``interrupt()`` inside the tool is remembered: LangGraph runs it again on
-resume, and that run is not decided (or charged) a second time.
+resume, and that run is not decided (or charged) a second time in this process. The memory is
+keyed by the run (the middleware's run record key, which survives a re-minted grant; else the
+task id) and the tool call id.
+
+A ``ToolNode`` layer (the middleware, ``tool_node_wrappers``) passes a :class:`CallCell` down to
+the guarded tool through a context variable: the call records there that it was decided and how.
 """
 
 from __future__ import annotations
 
 import contextvars
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from langchain_core.messages import ToolMessage
 from langgraph.errors import GraphBubbleUp
 
-from agent_guard import Decision, Guard, Task, ToolCall
+from agent_guard import Decision, Guard, ToolCall
 from agent_guard import semconv as sc
 from agent_guard.execution import under_span
 from agent_guard_langchain._resume import RESUMABLE
 from agent_guard_langchain._tracing import framework_span
 
-__all__ = ["GUARDED_RUN", "aguarded_call", "guarded_call"]
+__all__ = ["GUARDED_RUN", "CallCell", "aguarded_call", "guarded_call"]
 
 _R = TypeVar("_R")
 Refuse = Callable[[Decision], Any]
-"""What a refused call returns (an error ToolMessage) or raises (ToolCallDenied)."""
+"""What a refused call returns (an error ToolMessage) or raises (ToolCallDenied); on the async
+path it may return an awaitable of the answer."""
 
-GUARDED_RUN: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar("agent_guard_lc_run", default=None)
-"""A cell a ToolNode layer sets while its handler runs; :func:`guarded_call` marks it (seen through context copies)."""
+class CallCell:
+    """What a ``ToolNode`` layer learns from the guarded tool it handed down (one per request)."""
+
+    __slots__ = ("decision", "ran", "scope")
+
+    def __init__(self, scope: str | None = None) -> None:
+        self.ran = False
+        """True once the guarded tool decided the call (or recognised a resumed one)."""
+        self.decision: Decision | None = None
+        """The decision, when one was made."""
+        self.scope = scope
+        """The run the call belongs to, for remembering calls paused by ``interrupt()`` (``None``: the task's id)."""
+
+
+GUARDED_RUN: contextvars.ContextVar[CallCell | None] = contextvars.ContextVar("agent_guard_lc_run", default=None)
+"""The cell of the ToolNode layer whose handler runs in this context (seen through context copies)."""
 
 
 def _settle(call: ToolCall, result: Any) -> None:
@@ -44,13 +65,21 @@ def _settle(call: ToolCall, result: Any) -> None:
     call.record_result(result)
 
 
-def _begin(guard: Guard, name: str, args: Mapping[str, Any], call_id: str | None) -> tuple[Task | None, bool]:
-    """(the current task, whether this call resumes one allowed -- and charged -- before an ``interrupt()``)."""
+def _begin(guard: Guard, name: str, args: Mapping[str, Any], call_id: str | None) -> tuple[str | None, bool]:
+    """(the run key paused calls are remembered under, whether this call resumes one allowed -- and
+    charged -- before an ``interrupt()``)."""
+    cell = GUARDED_RUN.get()
+    task = guard.current_task()
+    scope = cell.scope if cell is not None and cell.scope else (task.id if task is not None else None)
+    if cell is not None:
+        cell.ran = True
+    return scope, RESUMABLE.resume(scope, task, call_id, name, args)
+
+
+def _decided(call: ToolCall) -> None:
     cell = GUARDED_RUN.get()
     if cell is not None:
-        cell[0] = True
-    task = guard.current_task()
-    return task, RESUMABLE.resume(task, call_id, name, args)
+        cell.decision = call.decision
 
 
 def guarded_call(
@@ -58,24 +87,25 @@ def guarded_call(
     run: Callable[[], _R], refuse: Refuse,
 ) -> Any:
     """Decide ``args`` for tool ``name`` in the current task; ``run()`` the call if allowed, else ``refuse``."""
-    task, resumed = _begin(guard, name, args, call_id)
+    scope, resumed = _begin(guard, name, args, call_id)
     if not resumed:
         with under_span(framework_span()):
             call = guard.tool_call(name, args, call_id=call_id, description=description)
+        _decided(call)
         with call:
             if not call.allowed:
                 return refuse(call.decision)
             try:
                 result = run()
             except GraphBubbleUp:  # interrupt() in the tool: its resumed run is not a new call
-                RESUMABLE.remember(task, call_id, name, args)
+                RESUMABLE.remember(scope, call_id, name, args)
                 raise
             _settle(call, result)
             return result
     try:
         return run()
     except GraphBubbleUp:
-        RESUMABLE.remember(task, call_id, name, args)
+        RESUMABLE.remember(scope, call_id, name, args)
         raise
 
 
@@ -84,22 +114,24 @@ async def aguarded_call(
     run: Callable[[], Awaitable[_R]], refuse: Refuse,
 ) -> Any:
     """Async :func:`guarded_call` (the store's async path)."""
-    task, resumed = _begin(guard, name, args, call_id)
+    scope, resumed = _begin(guard, name, args, call_id)
     if not resumed:
         with under_span(framework_span()):
             call = await guard.atool_call(name, args, call_id=call_id, description=description)
+        _decided(call)
         with call:
             if not call.allowed:
-                return refuse(call.decision)
+                answer = refuse(call.decision)
+                return await answer if inspect.isawaitable(answer) else answer
             try:
                 result = await run()
             except GraphBubbleUp:
-                RESUMABLE.remember(task, call_id, name, args)
+                RESUMABLE.remember(scope, call_id, name, args)
                 raise
             _settle(call, result)
             return result
     try:
         return await run()
     except GraphBubbleUp:
-        RESUMABLE.remember(task, call_id, name, args)
+        RESUMABLE.remember(scope, call_id, name, args)
         raise

@@ -12,7 +12,10 @@ from langchain_core.tools import BaseTool
 
 from agent_guard import ConfigError, Guard
 
-__all__ = ["OnViolation", "check_guard", "check_on_violation", "check_tool", "check_tool_list", "from_llamaindex"]
+__all__ = [
+    "OnViolation", "RunOnViolation", "check_guard", "check_on_violation", "check_run_on_violation", "check_tool",
+    "check_tool_coverage", "check_tool_list", "from_llamaindex",
+]
 
 OnViolation = Literal["message", "raise"]
 """What a refused call does: ``"message"`` answers with an error ``ToolMessage``; ``"raise"`` raises.
@@ -20,6 +23,10 @@ OnViolation = Literal["message", "raise"]
 The same two values as ``agent_guard_llamaindex`` (whose old ``"output"`` is a deprecated alias of
 ``"message"`` there).
 """
+
+RunOnViolation = Literal["message", "raise", "end"]
+""":class:`AgentGuardMiddleware` also has ``"end"``: the refusal's error ToolMessage, then the run
+ends with a final AI message (like ``ToolCallLimitMiddleware(exit_behavior="end")``)."""
 
 _MODES: tuple[OnViolation, ...] = ("message", "raise")
 
@@ -49,6 +56,38 @@ def check_on_violation(value: object) -> OnViolation:
         return "message" if value == "message" else "raise"
     hint = ' ("output" is the LlamaIndex adapter\'s old spelling of "message")' if value == "output" else ""
     raise ConfigError(f"on_violation: expected 'message' or 'raise', got {value!r}{hint}")
+
+
+def check_run_on_violation(value: object) -> RunOnViolation:
+    """``value`` if it is ``"message"``, ``"raise"`` or ``"end"``, else :class:`ConfigError` listing them."""
+    if value == "end":
+        return "end"
+    try:
+        return check_on_violation(value)
+    except ConfigError:
+        raise ConfigError(f"on_violation: expected 'message', 'raise' or 'end', got {value!r}") from None
+
+
+def check_tool_coverage(guard: Guard, tools: Iterable[str], where: str, steps: Iterable[str] = ()) -> None:
+    """:class:`ConfigError` when the guard's policy (or a plan's ``steps``) names a tool not in ``tools``.
+
+    A capability or a plan step for a tool the agent does not have can never be used: it is a
+    typo or a stale policy, found here rather than as ``tool_not_in_scope`` at run time.
+    """
+    names = set(tools)
+    policy = guard.policy
+    missing_caps = sorted({c.tool for c in policy.capabilities} - names) if policy is not None else []
+    if missing_caps:
+        raise ConfigError(
+            f"{where}: the guard's policy has capabilities for tools the agent does not have: {missing_caps} "
+            f"(the agent's tools: {sorted(names)}); remove those capabilities or give the agent the tools"
+        )
+    missing_steps = sorted(set(steps) - names)
+    if missing_steps:
+        raise ConfigError(
+            f"planner: the plan has steps for tools the agent does not have: {missing_steps} "
+            f"(the agent's tools: {sorted(names)}); fix the plan or give the agent the tools"
+        )
 
 
 def check_tool(tool: object, field: str = "tool") -> BaseTool:

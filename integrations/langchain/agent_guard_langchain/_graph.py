@@ -1,33 +1,39 @@
-"""LangGraph: ``ToolNode`` wrappers for custom graphs, and an approver that asks a human.
+"""LangGraph: ``ToolNode`` wrappers for custom graphs (and the approver that asks a human).
 
 ``tool_node_wrappers(guard)`` returns ``(wrap, awrap)`` for
 ``ToolNode(tools, wrap_tool_call=wrap, awrap_tool_call=awrap)`` -- in a custom ``StateGraph`` or
 in ``create_react_agent(model, tools=ToolNode(...))``. By default each call is decided in the
 task current where the graph runs (``with guard.task(plan, identity=me): graph.invoke(...)``);
-pass ``task=`` to find it another way (e.g. from ``request.runtime.context``).
+pass ``task=`` to find it another way (e.g. from ``request.runtime.context``). Pass ``tools=``
+(the ToolNode's tools) to have a policy capability for a tool the node does not have reported
+now, as a ``ConfigError``.
 
-``interrupt_approver`` is an approval hook (``Guard(policy, approver=interrupt_approver)``) that
-pauses the graph with LangGraph's ``interrupt()`` and resumes with ``Command(resume=True|False)``.
-It must run inside a graph node, which is where ``AgentGuardMiddleware`` mints grants.
+``interrupt_approver`` (:mod:`._approval`) is an approval hook (``Guard(policy,
+approver=interrupt_approver)``) that pauses the graph with LangGraph's ``interrupt()``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable
 
+from langchain_core.tools import BaseTool
 from langgraph.prebuilt.tool_node import ToolCallRequest
-from langgraph.types import interrupt
 
-from agent_guard import ApprovalRequest, Guard, Task
+from agent_guard import Guard, Task
 from agent_guard.exceptions import ConfigError
-from agent_guard_langchain._checks import OnViolation, check_guard, check_on_violation
+from agent_guard_langchain._approval import APPROVAL_INTERRUPT_TYPE, approval_payload, interrupt_approver
+from agent_guard_langchain._checks import (
+    OnViolation,
+    check_guard,
+    check_on_violation,
+    check_tool_coverage,
+    check_tool_list,
+)
 from agent_guard_langchain._node import NodeGuard, ToolResult
 
-__all__ = ["APPROVAL_INTERRUPT_TYPE", "TaskResolver", "interrupt_approver", "tool_node_wrappers"]
-
-APPROVAL_INTERRUPT_TYPE: Final = "agent_guard.approval"
-"""The ``type`` field of the interrupt payload :func:`interrupt_approver` raises."""
+__all__ = [
+    "APPROVAL_INTERRUPT_TYPE", "TaskResolver", "approval_payload", "interrupt_approver", "tool_node_wrappers",
+]
 
 TaskResolver = Callable[[ToolCallRequest], "Task | None"]
 """Finds the task of a ``ToolNode`` request (``None``: no grant, every call is refused)."""
@@ -39,7 +45,8 @@ AsyncWrapper = Callable[
 
 
 def tool_node_wrappers(
-    guard: Guard, *, on_violation: OnViolation = "message", task: TaskResolver | None = None
+    guard: Guard, *, on_violation: OnViolation = "message", task: TaskResolver | None = None,
+    tools: Iterable[BaseTool] | None = None,
 ) -> tuple[SyncWrapper, AsyncWrapper]:
     """``(wrap_tool_call, awrap_tool_call)`` for a LangGraph ``ToolNode`` that enforces ``guard``.
 
@@ -47,11 +54,15 @@ def tool_node_wrappers(
     allows) and the graph goes on; ``on_violation="raise"`` raises ``ToolCallDenied`` instead.
     Each call gets one decision and one ``execute_tool`` span with ``gen_ai.tool.call.id``, made
     inside the tool run on the arguments the tool's function receives (see :class:`GuardedTool`).
+    A call that reaches a tool other than the guarded copy (a wrapper after this one replaced
+    ``request.tool``) is stopped before it runs and refused ``no_grant``.
     """
     guard = check_guard(guard)
     node = NodeGuard(guard, check_on_violation(on_violation))
     if task is not None and not callable(task):
         raise ConfigError("task: expected a function (request) -> Task | None, or None for the current task")
+    if tools is not None:
+        check_tool_coverage(guard, [t.name for t in check_tool_list(tools)], "tools")
 
     def wrap(request: ToolCallRequest, execute: Callable[[ToolCallRequest], ToolResult]) -> ToolResult:
         if task is None:
@@ -70,32 +81,3 @@ def tool_node_wrappers(
     return wrap, awrap
 
 
-def approval_payload(request: ApprovalRequest) -> dict[str, Any]:
-    """The interrupt payload shown to the human: who, which plan step, which tool, which arguments."""
-    return {
-        "type": APPROVAL_INTERRUPT_TYPE,
-        "agent_id": request.identity.agent_id,
-        "user_id": request.identity.user_id,
-        "goal": request.plan.goal,
-        "plan_hash": request.plan.plan_hash,
-        "step": request.step,
-        "tool": request.tool,
-        "args": request.args,
-        "question": f"Allow step {request.step} ({request.tool}) of this plan?",
-    }
-
-
-def interrupt_approver(request: ApprovalRequest) -> bool:
-    """Ask a human through LangGraph ``interrupt()``; approve only on an explicit yes.
-
-    Resume with ``Command(resume=True)`` / ``Command(resume=False)``, or with a mapping
-    ``{"approved": bool, "plan_hash": ...}`` (a ``plan_hash`` that is not this plan's refuses).
-    Anything else refuses (``approval_denied``). Needs a checkpointer and a graph node to run in.
-    """
-    answer = interrupt(approval_payload(request))
-    if answer is True:
-        return True
-    if isinstance(answer, Mapping) and answer.get("approved") is True:
-        expected = answer.get("plan_hash")
-        return expected is None or expected == request.plan.plan_hash
-    return False

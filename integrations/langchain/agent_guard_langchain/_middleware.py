@@ -1,28 +1,28 @@
 """``AgentGuardMiddleware``: task-scoped grants for ``langchain.agents.create_agent``.
 
-Per run: ``before_agent`` plans, derives the scope and mints the grant; ``wrap_tool_call``
-decides every tool call against it; ``after_agent`` revokes it.
+Per run: ``before_agent`` plans, checks the plan against the policy and mints the grant (or, when
+an approver must be asked, records the plan and mints at the first model call, so the plan the
+human is shown is the one kept in the thread's checkpoint); ``wrap_tool_call`` decides every tool
+call against it, inside the tool run; ``wrap_model_call`` ends the run with a final message when
+a refusal ends it (``on_violation="end"``) or a resumed run cannot continue, snapshots the calls
+spent, and (``hide_out_of_scope_tools``) offers the model only the granted tools; ``after_agent``
+revokes the grant.
 
-Where the grant lives: the Task (holding the signed grant) stays in an in-memory registry on
-the middleware, keyed by an unguessable per-run key. The agent state -- which a checkpointer
-persists -- carries only that key (``agent_guard_run``, a private state field). The key is not a
-credential: it is useless outside this process, and it is bound to the LangGraph thread it was
-minted on. ``wrap_tool_call`` looks the Task up and makes it the current task only for the
-duration of the call (``guard.use(task)``), so concurrent runs sharing one middleware never see
-each other's grant. A run that dies before ``after_agent`` leaves a grant that expires with its
-TTL and is dropped by the next run's sweep.
-
-The task's lifecycle is the core's: ``guard.open``/``aopen`` in ``before_agent`` (under the
-graph's span when an instrumentor traces LangChain, see :mod:`._tracing`), ``guard.close``/
-``aclose`` in ``after_agent``. Tool calls are decided by :class:`._node.NodeGuard`.
+Where things live: the Task (holding the signed grant) stays in this process's memory, in the
+guard's :class:`~._runs.RunRegistry`; the agent state -- which a checkpointer persists -- holds
+the run record (:mod:`._record`: the plan, its hash, the grant's identifiers and the calls spent,
+never the token). A run resumed where its grant is not in memory, or after it expired, continues
+under a successor grant minted from the recorded plan with the calls already made taken off
+(:mod:`._resolve`); a new user turn while a run's grant is still live replans it
+(``guard.replan``: narrower silently, wider through the approver).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, TypeAlias, TypeVar
+from uuid import UUID
 
 from langchain.agents.middleware.types import (
     AgentMiddleware,
@@ -33,42 +33,64 @@ from langchain.agents.middleware.types import (
     PrivateStateAttr,
 )
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langgraph.errors import GraphBubbleUp
+from langgraph.config import get_config
 from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 from typing_extensions import NotRequired
 
-from agent_guard import AgentIdentity, Guard, Plan, Task, ToolCallDenied
+from agent_guard import AgentIdentity, Guard, Plan, Task, ToolCallDenied, derive_scope
 from agent_guard.exceptions import ConfigError
-from agent_guard.execution import under_span
-from agent_guard_langchain._checks import OnViolation, check_guard, check_on_violation
+from agent_guard_langchain._approval import is_interrupt_approver
+from agent_guard_langchain._calls import CallCell
+from agent_guard_langchain._checks import (
+    RunOnViolation,
+    check_guard,
+    check_run_on_violation,
+    check_tool_coverage,
+)
+from agent_guard_langchain._delegate import DELEGATED
+from agent_guard_langchain._messages import ending_in, final_message
 from agent_guard_langchain._node import NodeGuard, ToolResult
+from agent_guard_langchain._outcomes import Outcomes, unresumable_text
 from agent_guard_langchain._planner import LLMPlanner, Planner, resolve_async, resolve_sync
-from agent_guard_langchain._runs import RunRegistry, thread_id_of
-from agent_guard_langchain._tracing import framework_parent_span
+from agent_guard_langchain._record import RunRecord, granted, pending, read_record, with_spent
+from agent_guard_langchain._resolve import Resolver, Unresumable, usable
+from agent_guard_langchain._runs import registry_for, thread_id_of
+from agent_guard_langchain._spent import astore_spent, store_spent
+from agent_guard_langchain._watch import RunWatcher
 
 __all__ = ["STATE_KEY", "AgentGuardMiddleware", "AgentGuardState", "IdentityProvider"]
 
 STATE_KEY = "agent_guard_run"
-"""The private state field holding the run's (non-secret) registry key."""
+"""The private state field holding the run record (:mod:`._record`; never the grant)."""
 
 IdentityProvider: TypeAlias = AgentIdentity | Callable[[Runtime[Any]], AgentIdentity]
 """An identity, or a function of the run's ``Runtime`` (e.g. reading ``runtime.context``)."""
 
-_MAX_PENDING = 1024
+_G = TypeVar("_G", bound=Runnable[Any, Any])
+_CHECKPOINTER_KEY = "__pregel_checkpointer"  # langgraph's CONFIG_KEY_CHECKPOINTER
+_NO_RECORD = "the run has no run record (AgentGuardMiddleware.before_agent did not start it)"
+_FOREIGN_RECORD = "its run record belongs to another thread or was not written by this adapter"
 
 
 class AgentGuardState(AgentState[Any]):
-    """Agent state with the run's registry key (never the grant)."""
+    """Agent state with the run record (the plan and the grant's identifiers; never the grant)."""
 
-    agent_guard_run: NotRequired[Annotated[str | None, PrivateStateAttr]]
+    agent_guard_run: NotRequired[Annotated[dict[str, Any] | None, PrivateStateAttr]]
 
 
 def _state_get(state: Any, key: str) -> Any:
     if isinstance(state, Mapping):
         return state.get(key)
     return getattr(state, key, None)
+
+
+def _messages(state: Any) -> list[BaseMessage]:
+    value = _state_get(state, "messages")
+    return list(value) if isinstance(value, Sequence) else []
 
 
 def _tool_name(tool: BaseTool | Mapping[str, Any]) -> str | None:
@@ -79,32 +101,46 @@ def _tool_name(tool: BaseTool | Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _turn(messages: Sequence[BaseMessage]) -> str | None:
+    """The id of the latest message the user wrote (the turn a plan answers)."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage) and not message.additional_kwargs.get("lc_source"):
+            return message.id
+    return None
+
+
+def _config() -> Mapping[str, Any] | None:
+    try:
+        return get_config()
+    except RuntimeError:  # called outside a graph (a hook used directly): no run config
+        return None
+
+
+def _previous(record: RunRecord | None) -> RunRecord | None:
+    """The run a new plan replaces: the recorded run, or -- for a plan still waiting -- the run it meant to replace."""
+    if record is None:
+        return None
+    return record if record["grant_id"] is not None else record.get("previous")
+
+
 class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
     """Plan -> scope -> grant per run of a ``create_agent`` agent, enforced on every tool call.
 
     ``planner`` is a :class:`~agent_guard.Plan`, a function ``(messages, tools) -> Plan`` (sync
     or async) or an :class:`LLMPlanner`; ``catalog`` is the agent's tools (what the planner may
-    plan with). ``identity`` is an :class:`~agent_guard.AgentIdentity` or a function of the
-    ``Runtime`` (default: the policy's agent acting for no user). A refused call becomes
+    plan with; when given, a policy capability or a fixed plan's step for a tool not in it is a
+    ``ConfigError`` now). ``identity`` is an :class:`~agent_guard.AgentIdentity` or a function of
+    the ``Runtime`` (default: the policy's agent acting for no user). A refused call becomes
     ``ToolMessage(status="error")`` naming the tool, the reason code and what the plan allows, and
     the loop continues; ``on_violation="raise"`` raises :class:`~agent_guard.ToolCallDenied`
-    (aborting the run, after revoking its grant). ``hide_out_of_scope_tools=True`` also stops
-    offering the model tools outside the grant. ``ttl_s`` overrides the guard's grant lifetime.
-    A :class:`~agent_guard.PlanRejected` or :class:`~agent_guard.PlannerError` raised while
-    planning propagates out of ``invoke`` and nothing runs.
+    (aborting the run, after revoking its grant); ``on_violation="end"`` answers the refused call
+    with that ToolMessage and ends the run with a final AI message. ``hide_out_of_scope_tools=True``
+    also stops offering the model tools outside the grant. ``ttl_s`` overrides the guard's grant
+    lifetime. A :class:`~agent_guard.PlanRejected` or :class:`~agent_guard.PlannerError` raised
+    while planning propagates out of ``invoke`` and nothing runs.
     """
 
     state_schema = AgentGuardState
-
-    def __new__(cls, *args: Any, hide_out_of_scope_tools: bool = False, **kwargs: Any) -> AgentGuardMiddleware:
-        """Build the tool-hiding variant when asked: only it has ``wrap_model_call`` hooks.
-
-        ``create_agent`` wraps every model call of an agent whose middleware class overrides
-        ``wrap_model_call`` (about 60 µs per call), so the plain middleware does not override it.
-        """
-        if hide_out_of_scope_tools and cls is AgentGuardMiddleware:
-            cls = _ToolHidingMiddleware
-        return super().__new__(cls)
 
     def __init__(
         self,
@@ -113,7 +149,7 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         planner: Planner,
         catalog: Sequence[BaseTool] = (),
         identity: IdentityProvider | None = None,
-        on_violation: OnViolation = "message",
+        on_violation: RunOnViolation = "message",
         hide_out_of_scope_tools: bool = False,
         ttl_s: int | None = None,
     ) -> None:
@@ -126,46 +162,66 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
             raise ConfigError("planner: expected a Plan, an LLMPlanner or a function (messages, tools) -> Plan")
         if isinstance(planner, LLMPlanner) and not catalog:
             raise ConfigError("catalog: an LLMPlanner plans over the agent's tools; pass catalog=tools")
-        on_violation = check_on_violation(on_violation)
+        on_violation = check_run_on_violation(on_violation)
         if identity is not None and not isinstance(identity, AgentIdentity) and not callable(identity):
             raise ConfigError("identity: expected an AgentIdentity or a function of the runtime")
+        if catalog:
+            steps = [s.tool for s in planner.steps] if isinstance(planner, Plan) else []
+            check_tool_coverage(guard, [t.name for t in catalog], "catalog", steps)
         self.guard = guard
         self.planner = planner
         self.catalog: list[BaseTool] = list(catalog)
         self.identity = identity
-        self.on_violation: OnViolation = on_violation
+        self.on_violation: RunOnViolation = on_violation
         self.ttl_s = ttl_s
-        self._runs = RunRegistry(guard)
+        self._hide = bool(hide_out_of_scope_tools)
+        self._registry = registry_for(guard)
+        self._resolver = Resolver(guard, self._registry, ttl_s, id(self))
         self._node = NodeGuard(guard, on_violation)
-        self._pending: OrderedDict[tuple[str, str], Plan] = OrderedDict()
-        self._pending_lock = threading.Lock()
+        self._outcomes = Outcomes(guard, self._registry, on_violation)
+        self._watcher: RunWatcher | None = None
 
     # -- introspection -------------------------------------------------------------------------
     @property
     def name(self) -> str:
-        """``"AgentGuardMiddleware"`` (the prefix of its graph nodes), with or without tool hiding."""
+        """``"AgentGuardMiddleware"`` (the prefix of its graph nodes)."""
         return "AgentGuardMiddleware"
 
     @property
     def hide_out_of_scope_tools(self) -> bool:
         """True when the model is offered only the tools the run's grant covers (fixed at construction)."""
-        return isinstance(self, _ToolHidingMiddleware)
+        return self._hide
 
     @property
     def active_runs(self) -> int:
-        """How many runs currently hold a live (registered) task."""
-        return len(self._runs)
+        """How many runs this middleware executes hold a live (open) task in this process."""
+        return self._registry.active(id(self))
 
     def task_for(self, state: Any, runtime: Any) -> Task | None:
-        """The live task of the run that ``state``/``runtime`` belong to (``None`` when there is none)."""
-        return self._runs.get(_state_get(state, STATE_KEY), thread_id_of(runtime))
+        """The live task of the run that ``state``/``runtime`` belong to (``None`` when there is none here)."""
+        record = read_record(_state_get(state, STATE_KEY), thread_id_of(runtime))
+        return self._resolver.known(record, None) if record is not None else None
 
     def close(self) -> int:
-        """Revoke every live run's grant (e.g. at shutdown). Returns how many were revoked."""
-        return self._runs.close_all("manual")
+        """Revoke every live run's grant this middleware executes (e.g. at shutdown). Returns how many."""
+        return self._registry.close_owned(id(self), "manual")
 
-    # -- planning and minting ----------------------------------------------------------------
-    def _identity_for(self, runtime: Runtime[Any]) -> AgentIdentity:
+    def watch(self, agent: _G) -> _G:
+        """``agent`` bound to a callback handler that ends the grant of a run that stops without finishing.
+
+        ``agent = mw.watch(create_agent(...))``: breaking out of ``stream``/``astream`` (a client
+        disconnect), cancelling ``ainvoke`` or an error in another node then revokes the run's
+        grant and ends its span at once (instead of at the grant's expiry); a graph paused by
+        ``interrupt()`` ends the span and keeps the grant for the resume. See :mod:`._watch`.
+        """
+        if not isinstance(agent, Runnable):
+            raise ConfigError("agent: expected the compiled agent (create_agent(...)) or another Runnable")
+        if self._watcher is None:
+            self._watcher = RunWatcher(self.guard, self._registry)
+        return agent.with_config(callbacks=[self._watcher])  # type: ignore[return-value]
+
+    # -- per-run helpers -------------------------------------------------------------------------
+    def _identity_for(self, runtime: Any) -> AgentIdentity:
         ident = self.identity
         if ident is None:
             assert self.guard.policy is not None
@@ -177,134 +233,165 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
             raise ConfigError(f"identity: the identity function returned {type(value).__name__}, not an AgentIdentity")
         return value
 
-    def _pending_key(self, messages: Sequence[BaseMessage], thread: str | None) -> tuple[str, str] | None:
-        # An approval interrupt re-runs before_agent on resume: reuse the plan the human saw.
-        if thread is None:
+    def _root(self, config: Mapping[str, Any] | None) -> UUID | None:
+        """The graph run executing this hook, when the agent is watched (see :meth:`watch`)."""
+        if self._watcher is None or config is None:
             return None
-        for message in reversed(messages):
-            if isinstance(message, HumanMessage):
-                return (thread, str(message.id)) if message.id else None
-        return None
+        manager = config.get("callbacks")
+        return self._watcher.root_of(getattr(manager, "parent_run_id", None))
 
-    def _remember(self, key: tuple[str, str] | None, plan: Plan) -> None:
-        if key is None:
-            return
-        with self._pending_lock:
-            self._pending[key] = plan
-            while len(self._pending) > _MAX_PENDING:
-                self._pending.popitem(last=False)
+    def _check_start(self, config: Mapping[str, Any] | None) -> None:
+        if DELEGATED.get() is not None:
+            raise ConfigError(
+                "AgentGuardMiddleware: this agent runs as a sub-agent of delegated_tool, whose grant its tools "
+                "use; remove AgentGuardMiddleware from the sub-agent and give it guard_tools(tools, guard)"
+            )
+        if config is not None and is_interrupt_approver(self.guard.approver):
+            configurable = config.get("configurable") or {}
+            if configurable.get(_CHECKPOINTER_KEY) is None:
+                raise ConfigError(
+                    "checkpointer: the guard's approver is interrupt_approver, which pauses the run with "
+                    "interrupt() -- a pause that can only be resumed from a checkpoint; compile the agent with a "
+                    "checkpointer (create_agent(..., checkpointer=InMemorySaver()) or a persistent one)"
+                )
 
-    def _recall(self, key: tuple[str, str] | None) -> Plan | None:
-        if key is None:
-            return None
-        with self._pending_lock:
-            return self._pending.pop(key, None)
+    def _defers(self, plan: Plan, previous: RunRecord | None) -> bool:
+        """True when minting may ask the approver: then the plan is recorded first and minted later."""
+        assert self.guard.policy is not None
+        scope = derive_scope(plan, self.guard.policy)  # PlanRejected now, before anything runs
+        if self.guard.approver is None:
+            return False
+        return previous is not None or any(s.requires_approval for s in scope.steps)
 
-    def _previous(self, state: AgentGuardState, runtime: Runtime[Any]) -> tuple[str | None, object]:
-        """(thread id, the key of a run still live on this thread: an earlier plan being replaced)."""
-        thread = thread_id_of(runtime)
-        previous = state.get(STATE_KEY)
-        return thread, previous if self._runs.get(previous, thread) is not None else None
+    def _started(self, record: RunRecord, task: Task, thread: str | None, root: UUID | None) -> dict[str, Any]:
+        self._registry.put(record["key"], thread, task, id(self), root)
+        return {STATE_KEY: granted(record, task)}
 
+    # -- before_agent ----------------------------------------------------------------------------
     def before_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Plan, derive the scope and mint this run's grant; put only its registry key in state."""
-        self._runs.sweep()
-        thread, previous = self._previous(state, runtime)
-        if previous is not None:
-            self._runs.close(previous, "replanned")
-        messages = list(state["messages"])
-        pending = self._pending_key(messages, thread)
-        plan = self._recall(pending)
-        if plan is None:
-            plan = resolve_sync(self.planner, messages, list(self.catalog), self.guard.policy)
+        """Plan and check the plan; mint the grant (or record the plan for approval); put the record in state."""
+        self._registry.sweep()
+        config = _config()
+        self._check_start(config)
+        thread = thread_id_of(runtime)
+        messages = _messages(state)
+        record = read_record(_state_get(state, STATE_KEY), thread)
+        turn = _turn(messages)
+        if record is not None and turn is not None and record["turn"] == turn:
+            return None  # this turn's plan is recorded already (a resume into this node)
+        plan = resolve_sync(self.planner, messages, list(self.catalog), self.guard.policy)
         identity = self._identity_for(runtime)
-        try:
-            with under_span(framework_parent_span()):  # the task span joins the framework's trace
-                task = self.guard.open(plan, identity=identity, ttl_s=self.ttl_s)
-        except GraphBubbleUp:  # an approval interrupt: keep the plan for the resume
-            self._remember(pending, plan)
-            raise
-        return {STATE_KEY: self._runs.add(task, thread)}
+        previous = _previous(record)
+        fresh = pending(plan, identity, thread=thread, turn=turn, previous=previous)
+        if self._defers(plan, previous):
+            return {STATE_KEY: fresh}
+        root = self._root(config)
+        task = self._resolver.open_or_replan(plan, previous, messages, identity, root)
+        return self._started(fresh, task, thread, root)
 
     async def abefore_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Async :meth:`before_agent`."""
-        await self._runs.asweep()
-        thread, previous = self._previous(state, runtime)
-        if previous is not None:
-            await self._runs.aclose(previous, "replanned")
-        messages = list(state["messages"])
-        pending = self._pending_key(messages, thread)
-        plan = self._recall(pending)
-        if plan is None:
-            plan = await resolve_async(self.planner, messages, list(self.catalog), self.guard.policy)
+        await self._registry.asweep()
+        config = _config()
+        self._check_start(config)
+        thread = thread_id_of(runtime)
+        messages = _messages(state)
+        record = read_record(_state_get(state, STATE_KEY), thread)
+        turn = _turn(messages)
+        if record is not None and turn is not None and record["turn"] == turn:
+            return None
+        plan = await resolve_async(self.planner, messages, list(self.catalog), self.guard.policy)
         identity = self._identity_for(runtime)
-        try:
-            with under_span(framework_parent_span()):
-                task = await self.guard.aopen(plan, identity=identity, ttl_s=self.ttl_s)
-        except GraphBubbleUp:
-            self._remember(pending, plan)
-            raise
-        return {STATE_KEY: self._runs.add(task, thread)}
+        previous = _previous(record)
+        fresh = pending(plan, identity, thread=thread, turn=turn, previous=previous)
+        if self._defers(plan, previous):
+            return {STATE_KEY: fresh}
+        root = self._root(config)
+        task = await self._resolver.aopen_or_replan(plan, previous, messages, identity, root)
+        return self._started(fresh, task, thread, root)
+
+    # -- after_agent -----------------------------------------------------------------------------
+    def _closing(self, state: AgentGuardState, runtime: Runtime[Any]) -> tuple[Task | None, str | None]:
+        record = read_record(_state_get(state, STATE_KEY), thread_id_of(runtime))
+        if record is None:
+            return None, None
+        entry = self._registry.pop(record["key"], record["thread"])
+        return (entry.task if entry is not None else None), record["run_id"]
 
     def after_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Close the run's task (revoke its grant, end its span) and clear its key from state."""
-        key = state.get(STATE_KEY)
-        if self._runs.get(key, thread_id_of(runtime)) is not None:
-            self._runs.close(key, "task_exit")
+        """Close the run's task (revoke its grant, end its span) and clear the record from state."""
+        task, run_id = self._closing(state, runtime)
+        if task is not None:
+            self.guard.close(task, "task_exit")
+        elif run_id:  # minted by another process: end its run in the store (best effort: it expires anyway)
+            with contextlib.suppress(Exception):
+                self.guard.store.revoke(run_id)
         return {STATE_KEY: None}
 
     async def aafter_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Async :meth:`after_agent`."""
-        key = state.get(STATE_KEY)
-        if self._runs.get(key, thread_id_of(runtime)) is not None:
-            await self._runs.aclose(key, "task_exit")
+        task, run_id = self._closing(state, runtime)
+        if task is not None:
+            await self.guard.aclose(task, "task_exit")
+        elif run_id:
+            with contextlib.suppress(Exception):
+                await self.guard.store.arevoke(run_id)
         return {STATE_KEY: None}
 
-    # -- enforcement ---------------------------------------------------------------------------
-    def _run_key(self, request: ToolCallRequest) -> tuple[object, Task | None]:
-        key = _state_get(request.state, STATE_KEY)
-        return key, self._runs.get(key, thread_id_of(request.runtime))
+    # -- model calls -----------------------------------------------------------------------------
+    def _ending(self, record: RunRecord | None, messages: Sequence[BaseMessage]) -> str | None:
+        """Why the run ends now (a refusal in end mode, a run that cannot continue), else ``None``."""
+        if record is not None:
+            entry = self._registry.get(record["key"], record["thread"])
+            if entry is not None and entry.ending is not None:
+                return entry.ending
+        return ending_in(messages)
 
-    def wrap_tool_call(
-        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult]
-    ) -> ToolResult:
-        """Decide the call against this run's grant; run it, or answer with an error ToolMessage."""
-        key, task = self._run_key(request)
-        try:
-            with self.guard.use(task):
-                return self._node.run(request, handler)
-        except ToolCallDenied:
-            if self.on_violation == "raise" and task is not None:  # raise mode ends the run: close it first
-                self._runs.close(key, "task_exit")
-            raise
+    def _record_after(self, record: RunRecord, task: Task, spent: list[int] | None) -> RunRecord | None:
+        """The record to write back after the model call's lookup, or ``None`` when unchanged."""
+        if record["grant_id"] != task.grant_id:
+            return granted(record, task, spent)
+        if spent is not None and spent != record["spent"]:
+            return with_spent(record, spent)
+        return None
 
-    async def awrap_tool_call(
-        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolResult]]
-    ) -> ToolResult:
-        """Async :meth:`wrap_tool_call`."""
-        key, task = self._run_key(request)
-        try:
-            with self.guard.use(task):
-                return await self._node.arun(request, handler)
-        except ToolCallDenied:
-            if self.on_violation == "raise" and task is not None:
-                await self._runs.aclose(key, "task_exit")
-            raise
-
-
-class _ToolHidingMiddleware(AgentGuardMiddleware):
-    """:class:`AgentGuardMiddleware` with ``hide_out_of_scope_tools=True``: also filters the model's tools."""
-
-    def _visible(self, request: ModelRequest[Any]) -> ModelRequest[Any]:
-        task = self.task_for(request.state, request.runtime)
-        allowed = set(task.tools) if task is not None and not task.revoked else set()
+    def _visible(self, request: ModelRequest[Any], task: Task | None) -> ModelRequest[Any]:
+        if not self._hide:
+            return request
+        allowed = set(task.tools) if task is not None and usable(task, self.guard.clock()) else set()
         return request.override(tools=[t for t in request.tools if _tool_name(t) in allowed])
+
+    @staticmethod
+    def _with(
+        response: ModelResponse[Any], update: RunRecord | None
+    ) -> ModelResponse[Any] | ExtendedModelResponse[Any]:
+        if update is None:
+            return response
+        return ExtendedModelResponse(model_response=response, command=Command(update={STATE_KEY: update}))
 
     def wrap_model_call(
         self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        """Offer the model only the tools its grant covers."""
-        return handler(self._visible(request))
+        """End the run when it must end; else mint a recorded plan / snapshot the spent calls, then call the model."""
+        messages = _messages(request.state)
+        thread = thread_id_of(request.runtime)
+        value = _state_get(request.state, STATE_KEY)
+        record = read_record(value, thread)
+        if record is None and value is not None:
+            return final_message(unresumable_text(Unresumable(_FOREIGN_RECORD)))
+        why = self._ending(record, messages)
+        if why is not None:
+            return final_message(why)
+        task, update = None, None
+        if record is not None:
+            try:
+                task = self._resolver.task(record, messages, self._identity_for(request.runtime),
+                                           self._root(_config()))
+            except Unresumable as err:
+                return final_message(unresumable_text(err))
+            spent = store_spent(self.guard, task) if thread is not None else None
+            update = self._record_after(record, task, spent)
+        return self._with(handler(self._visible(request, task)), update)
 
     async def awrap_model_call(
         self,
@@ -312,4 +399,81 @@ class _ToolHidingMiddleware(AgentGuardMiddleware):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         """Async :meth:`wrap_model_call`."""
-        return await handler(self._visible(request))
+        messages = _messages(request.state)
+        thread = thread_id_of(request.runtime)
+        value = _state_get(request.state, STATE_KEY)
+        record = read_record(value, thread)
+        if record is None and value is not None:
+            return final_message(unresumable_text(Unresumable(_FOREIGN_RECORD)))
+        why = self._ending(record, messages)
+        if why is not None:
+            return final_message(why)
+        task, update = None, None
+        if record is not None:
+            try:
+                task = await self._resolver.atask(record, messages, self._identity_for(request.runtime),
+                                                  self._root(_config()))
+            except Unresumable as err:
+                return final_message(unresumable_text(err))
+            spent = await astore_spent(self.guard, task) if thread is not None else None
+            update = self._record_after(record, task, spent)
+        return self._with(await handler(self._visible(request, task)), update)
+
+    # -- tool calls ------------------------------------------------------------------------------
+    def _prepare(self, request: ToolCallRequest) -> tuple[RunRecord, Any]:
+        """The run's record (``Unresumable`` when there is none this middleware can use) and the call's config."""
+        value = _state_get(request.state, STATE_KEY)
+        record = read_record(value, thread_id_of(request.runtime))
+        if record is None:
+            raise Unresumable(_NO_RECORD if value is None else _FOREIGN_RECORD)
+        entry = self._registry.get(record["key"], record["thread"])
+        if entry is not None and entry.aborted is not None:  # raise mode: the turn ends with the first refusal
+            raise entry.aborted
+        return record, getattr(request.runtime, "config", None)
+
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult]
+    ) -> ToolResult:
+        """Decide the call against this run's grant (inside the tool run); run it, or answer the refusal."""
+        try:
+            record, config = self._prepare(request)
+            task = self._resolver.task(record, _messages(request.state), self._identity_for(request.runtime),
+                                       self._root(config))
+        except Unresumable as err:
+            return self._outcomes.cannot_continue(request, err)
+        cell = CallCell(record["key"])
+        try:
+            with self.guard.use(task):
+                result = self._node.run(request, handler, cell)
+        except ToolCallDenied as err:
+            if self.on_violation == "raise":
+                raise self._outcomes.denied(record, err) from None
+            raise
+        ended = self._outcomes.ends(record, cell.decision)
+        if ended is not None:
+            self.guard.close(ended, "violation")
+        return result
+
+    async def awrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolResult]]
+    ) -> ToolResult:
+        """Async :meth:`wrap_tool_call`."""
+        try:
+            record, config = self._prepare(request)
+            task = await self._resolver.atask(record, _messages(request.state), self._identity_for(request.runtime),
+                                              self._root(config))
+        except Unresumable as err:
+            return self._outcomes.cannot_continue(request, err)
+        cell = CallCell(record["key"])
+        try:
+            with self.guard.use(task):
+                result = await self._node.arun(request, handler, cell)
+        except ToolCallDenied as err:
+            if self.on_violation == "raise":
+                raise await self._outcomes.adenied(record, err) from None
+            raise
+        ended = self._outcomes.ends(record, cell.decision)
+        if ended is not None:
+            await self.guard.aclose(ended, "violation")
+        return result
+

@@ -11,14 +11,14 @@ arguments, before anything runs.
 The wrapper trusts the injected values LangGraph supplies (it strips the model's values for
 those parameters and fills its own); GuardedTool used directly cannot tell, see its docs.
 
-A handler that returns without running the guarded tool (a later middleware replaced
-``request.tool`` or answered itself; a hand-written handler ignoring ``request.tool``) leaves the
-call undecided: that is logged once per layer, since nothing can be undone after the fact.
+While the handler runs, the sentinel of :mod:`._sentinel` is armed: a tool run that starts
+without being the guarded copy -- a later middleware replaced ``request.tool`` -- is stopped
+before its function runs and answered as a ``no_grant`` refusal. A handler that answers without
+running any tool (a cache, a human's answer) runs nothing undecided.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -28,9 +28,10 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from langgraph.types import Command
 
 from agent_guard import Decision, Guard, ToolCallDenied
-from agent_guard_langchain._calls import GUARDED_RUN, aguarded_call, guarded_call
+from agent_guard_langchain._calls import GUARDED_RUN, CallCell, aguarded_call, guarded_call
 from agent_guard_langchain._checks import OnViolation
 from agent_guard_langchain._messages import denial_message
+from agent_guard_langchain._sentinel import UndecidedToolRun, armed
 from agent_guard_langchain._tools import GuardedTool
 
 try:  # the names LangGraph's ToolNode strips from the model's arguments and fills itself
@@ -43,7 +44,6 @@ __all__ = ["NodeGuard", "ToolResult"]
 ToolResult = ToolMessage | Command[Any]
 """What a ``ToolNode`` tool call returns."""
 _MAX_WRAPPERS = 4096
-_log = logging.getLogger("agent_guard")
 
 
 def _filled_by_tool_node(tool: BaseTool) -> frozenset[str]:
@@ -60,25 +60,19 @@ def _filled_by_tool_node(tool: BaseTool) -> frozenset[str]:
 
 
 class NodeGuard:
-    """Runs ``ToolNode`` requests through guarded tools of one guard (one instance per middleware/wrapper pair)."""
+    """Runs ``ToolNode`` requests through guarded tools of one guard (one instance per middleware/wrapper pair).
 
-    __slots__ = ("_warned", "_wrappers", "guard", "on_violation")
+    ``on_violation`` is ``"message"``, ``"raise"``, or ``"end"`` (the middleware's: refuse with an
+    error ToolMessage that also ends the run).
+    """
 
-    def __init__(self, guard: Guard, on_violation: OnViolation) -> None:
+    __slots__ = ("_wrappers", "end_run", "guard", "on_violation")
+
+    def __init__(self, guard: Guard, on_violation: OnViolation | str) -> None:
         self.guard = guard
-        self.on_violation: OnViolation = on_violation
+        self.end_run = on_violation == "end"
+        self.on_violation: OnViolation = "raise" if on_violation == "raise" else "message"
         self._wrappers: dict[int, tuple[BaseTool, GuardedTool]] = {}
-        self._warned = False
-
-    def _bypassed(self, request: ToolCallRequest) -> None:
-        if not self._warned:
-            self._warned = True
-            _log.warning(
-                "agent_guard: the tool call %r to %r returned without running the guarded tool, so it was "
-                "not decided: a middleware after AgentGuardMiddleware replaced request.tool or answered "
-                "itself, or a wrap_tool_call handler ignores request.tool (logged once)",
-                request.tool_call.get("id"), request.tool_call.get("name"),
-            )
 
     def wrapper(self, tool: BaseTool) -> GuardedTool:
         """The guarded tool a request for ``tool`` runs (built once per tool; a GuardedTool of this guard is unwrapped)."""
@@ -86,7 +80,8 @@ class NodeGuard:
         if hit is not None and hit[0] is tool:
             return hit[1]
         inner = tool.inner if isinstance(tool, GuardedTool) and tool.guard is self.guard else tool
-        wrapped = GuardedTool._for_tool_node(inner, self.guard, self.on_violation, _filled_by_tool_node(tool))
+        wrapped = GuardedTool._for_tool_node(inner, self.guard, self.on_violation, _filled_by_tool_node(tool),
+                                             end_run=self.end_run)
         if len(self._wrappers) >= _MAX_WRAPPERS:
             self._wrappers.clear()
         self._wrappers[id(tool)] = (tool, wrapped)
@@ -97,48 +92,56 @@ class NodeGuard:
         args = call.get("args")
         return call["name"], call.get("id"), dict(args) if isinstance(args, Mapping) else {"input": args}
 
+    def refuse(self, decision: Decision, name: str, call_id: str | None) -> ToolResult:
+        """A refusal as this layer answers it: an error ToolMessage (ending the run in end mode), or raise."""
+        if self.on_violation == "raise":
+            raise ToolCallDenied(decision)
+        return denial_message(decision, str(name), call_id, end_run=self.end_run)
+
     def _refusal(self, name: str, call_id: str | None) -> Callable[[Decision], ToolResult]:
-        def refuse(decision: Decision) -> ToolResult:
-            if self.on_violation == "raise":
-                raise ToolCallDenied(decision)
-            return denial_message(decision, str(name), call_id)
+        return lambda decision: self.refuse(decision, name, call_id)
 
-        return refuse
+    def _stopped(self, error: UndecidedToolRun, request: ToolCallRequest, cell: CallCell) -> ToolResult:
+        cell.decision = error.decision
+        return self.refuse(error.decision, str(request.tool_call.get("name")), request.tool_call.get("id"))
 
-    def run(self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult]) -> ToolResult:
+    def run(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolResult], cell: CallCell | None = None
+    ) -> ToolResult:
         """Run ``request`` with its tool guarded (or decide it here when the ToolNode has no such tool)."""
-        tool = request.tool
-        if tool is not None:
-            cell = [False]
-            token = GUARDED_RUN.set(cell)
-            try:
-                answer = handler(request.override(tool=self.wrapper(tool)))
-            finally:
-                GUARDED_RUN.reset(token)
-            if not cell[0]:
-                self._bypassed(request)
-            return answer
-        name, call_id, args = self._undeclared(request)
-        result: ToolResult = guarded_call(self.guard, name, args, call_id, None, lambda: handler(request),
-                                          self._refusal(name, call_id))
-        return result
+        cell = cell or CallCell()
+        token = GUARDED_RUN.set(cell)
+        try:
+            with armed(self.guard, request.tool_call.get("id")):
+                tool = request.tool
+                if tool is not None:
+                    return handler(request.override(tool=self.wrapper(tool)))
+                name, call_id, args = self._undeclared(request)
+                result: ToolResult = guarded_call(self.guard, name, args, call_id, None, lambda: handler(request),
+                                                  self._refusal(name, call_id))
+                return result
+        except UndecidedToolRun as err:
+            return self._stopped(err, request, cell)
+        finally:
+            GUARDED_RUN.reset(token)
 
     async def arun(
-        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolResult]]
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolResult]],
+        cell: CallCell | None = None,
     ) -> ToolResult:
         """Async :meth:`run`."""
-        tool = request.tool
-        if tool is not None:
-            cell = [False]
-            token = GUARDED_RUN.set(cell)
-            try:
-                answer = await handler(request.override(tool=self.wrapper(tool)))
-            finally:
-                GUARDED_RUN.reset(token)
-            if not cell[0]:
-                self._bypassed(request)
-            return answer
-        name, call_id, args = self._undeclared(request)
-        result: ToolResult = await aguarded_call(self.guard, name, args, call_id, None, lambda: handler(request),
-                                                 self._refusal(name, call_id))
-        return result
+        cell = cell or CallCell()
+        token = GUARDED_RUN.set(cell)
+        try:
+            with armed(self.guard, request.tool_call.get("id")):
+                tool = request.tool
+                if tool is not None:
+                    return await handler(request.override(tool=self.wrapper(tool)))
+                name, call_id, args = self._undeclared(request)
+                result: ToolResult = await aguarded_call(self.guard, name, args, call_id, None,
+                                                         lambda: handler(request), self._refusal(name, call_id))
+                return result
+        except UndecidedToolRun as err:
+            return self._stopped(err, request, cell)
+        finally:
+            GUARDED_RUN.reset(token)

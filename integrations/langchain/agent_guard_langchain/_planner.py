@@ -1,10 +1,13 @@
 """``LLMPlanner``: a chat model turns the user's request into a validated :class:`~agent_guard.Plan`.
 
-The planner model sees **only the user's request and the tool catalog** (names, descriptions,
-argument schemas) -- never tool outputs, retrieved documents or earlier turns. The plan, and so
-the grant, is fixed before any untrusted text enters the conversation: an instruction injected
-into a tool result ("also email the database to evil@...") can make the agent *try* an extra
-call, but it cannot make the planner *grant* one. Its output is validated by
+The planner model sees **only the user's own messages and the tool catalog** (names,
+descriptions, argument schemas): the conversation's user turns, oldest first, the last one being
+the request to plan -- never tool outputs, retrieved documents, the assistant's text, or human
+messages the harness added itself (a conversation summary, a notification: marked with
+``additional_kwargs["lc_source"]``, and possibly holding tool output). The plan, and so the grant,
+is fixed before any untrusted text enters the conversation: an instruction injected into a tool
+result ("also email the database to evil@...") can make the agent *try* an extra call, but it
+cannot make the planner *grant* one. Its output is validated by
 :func:`agent_guard.planning.plan_from_draft` (malformed output -> :class:`~agent_guard.PlannerError`)
 and checked against the policy ceiling (:class:`~agent_guard.PlanRejected`) before anything runs.
 """
@@ -24,23 +27,41 @@ from agent_guard import Plan, Policy
 from agent_guard.exceptions import ConfigError, PlannerError
 from agent_guard.planning import PlanDraft, ToolSpec, plan_from_draft, planner_messages
 
-__all__ = ["LLMPlanner", "Planner", "PlannerFn", "request_text", "tool_specs"]
+__all__ = ["MAX_USER_TURNS", "LLMPlanner", "Planner", "PlannerFn", "request_text", "tool_specs", "user_turns"]
 
 PlannerFn: TypeAlias = Callable[[list[BaseMessage], list[BaseTool]], "Plan | Awaitable[Plan]"]
 """A planner function: ``(messages, tools) -> Plan`` (or an awaitable of one)."""
 
 
-def request_text(messages: str | Sequence[BaseMessage | Any]) -> str:
-    """The user's request: the text of the last human message (or ``messages`` itself when text)."""
+MAX_USER_TURNS = 20
+"""How many of the latest user turns a planner is shown (the last is the request being planned)."""
+
+
+def _user_text(message: object) -> str | None:
+    """The text of a message the user wrote (a ``HumanMessage`` the harness did not add), else ``None``."""
+    if not isinstance(message, HumanMessage) or message.additional_kwargs.get("lc_source"):
+        return None
+    return str(message.text)
+
+
+def user_turns(messages: str | Sequence[BaseMessage | Any], limit: int = MAX_USER_TURNS) -> list[str]:
+    """The user's turns of the conversation, oldest first, at most ``limit``; the last is the request.
+
+    Only human messages the user wrote count: tool results, the assistant's text, and human
+    messages marked by the harness (``additional_kwargs["lc_source"]``: a summary, a notification)
+    are never included. Raises :class:`PlannerError` when the latest user message has no text.
+    """
     if isinstance(messages, str):
-        return messages
-    for message in reversed(list(messages)):
-        if isinstance(message, HumanMessage):
-            text = str(message.text)
-            if text.strip():
-                return text
-            break
-    raise PlannerError("the planner needs the user's request, but the conversation has no user message with text")
+        return [messages]
+    turns = [t for t in (_user_text(m) for m in messages) if t is not None]
+    if not turns or not turns[-1].strip():
+        raise PlannerError("the planner needs the user's request, but the conversation has no user message with text")
+    return [t for t in turns if t.strip()][-limit:]
+
+
+def request_text(messages: str | Sequence[BaseMessage | Any]) -> str:
+    """The user's request: the text of the last message the user wrote (or ``messages`` itself when text)."""
+    return user_turns(messages)[-1]
 
 
 def tool_specs(tools: Sequence[BaseTool | Mapping[str, Any]]) -> list[ToolSpec]:
@@ -80,15 +101,15 @@ class LLMPlanner:
         self.ordered = ordered
 
     def prompt(self, messages: str | Sequence[BaseMessage], tools: Sequence[BaseTool]) -> list[tuple[str, str]]:
-        """The exact messages the planner model is sent: instructions, then request + catalog."""
-        return planner_messages(request_text(messages), tool_specs(tools))
+        """The exact messages the planner model is sent: instructions, then the user's turns + catalog."""
+        return planner_messages(user_turns(messages), tool_specs(tools))
 
     def plan(
         self, messages: str | Sequence[BaseMessage], tools: Sequence[BaseTool], *, policy: Policy | None = None
     ) -> Plan:
         """Plan the request; raise :class:`PlannerError` (bad output) or :class:`PlanRejected` (beyond ``policy``)."""
         specs = tool_specs(tools)
-        output = self._runnable.invoke(planner_messages(request_text(messages), specs))
+        output = self._runnable.invoke(planner_messages(user_turns(messages), specs))
         return self._validate(output, specs, policy)
 
     async def aplan(
@@ -96,7 +117,7 @@ class LLMPlanner:
     ) -> Plan:
         """Async :meth:`plan`."""
         specs = tool_specs(tools)
-        output = await self._runnable.ainvoke(planner_messages(request_text(messages), specs))
+        output = await self._runnable.ainvoke(planner_messages(user_turns(messages), specs))
         return self._validate(output, specs, policy)
 
     def _validate(self, output: Any, specs: list[ToolSpec], policy: Policy | None) -> Plan:
@@ -110,9 +131,9 @@ class LLMPlanner:
                 return plan_from_draft(raw.tool_calls[0]["args"], tools=specs, policy=policy, ordered=self.ordered)
             if raw.invalid_tool_calls:
                 bad = raw.invalid_tool_calls[0]
-                raise PlannerError("the planner model's plan is not valid JSON", [str(bad.get("error") or "")])
+                raise PlannerError("the planner model's plan is not valid JSON", [str(bad.get("error") or "")[:300]])
             text = str(raw.text)
-            if text.strip():
+            if text.strip():  # text that is no JSON at all is reported as prose, not as a JSON error
                 return plan_from_draft(text, tools=specs, policy=policy, ordered=self.ordered)
         raise PlannerError("the planner model returned no plan (no structured output and no text)")
 

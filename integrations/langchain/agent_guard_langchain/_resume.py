@@ -16,7 +16,9 @@ class _Resumable:
     """Calls that were allowed and then paused by ``interrupt()`` inside the tool.
 
     On resume LangGraph runs the tool call again; it must not be decided (and charged) twice.
-    Keyed by (task id, tool call id); the tool name and arguments must match exactly.
+    Keyed by (run key, tool call id): the run key is the middleware's run record key (it survives
+    a grant minted again for the same run) or the task id. The tool name and arguments must match
+    exactly, and the current task must still be live (or completed by this very call).
     """
 
     def __init__(self, limit: int = 4096) -> None:
@@ -24,25 +26,23 @@ class _Resumable:
         self._lock = threading.Lock()
         self._limit = limit
 
-    @staticmethod
-    def _key(task: Task | None, call_id: str | None) -> tuple[str, str] | None:
-        return (task.id, call_id) if task is not None and call_id else None
-
-    def remember(self, task: Task | None, call_id: str | None, tool: str, args: Mapping[str, Any]) -> None:
-        key = self._key(task, call_id)
-        if key is None:
+    def remember(self, scope: str | None, call_id: str | None, tool: str, args: Mapping[str, Any]) -> None:
+        """Remember an allowed call that paused (its re-run is the same call)."""
+        if not scope or not call_id:
             return
         with self._lock:
-            self._calls[key] = (tool, repr(sorted(args.items())))
+            self._calls[(scope, call_id)] = (tool, repr(sorted(args.items())))
             while len(self._calls) > self._limit:
                 self._calls.popitem(last=False)
 
-    def resume(self, task: Task | None, call_id: str | None, tool: str, args: Mapping[str, Any]) -> bool:
-        """True (once) when this exact call was allowed before an interrupt and its grant is still live."""
-        if not self._calls or task is None or not call_id:  # the per-call path: nothing paused
+    def resume(
+        self, scope: str | None, task: Task | None, call_id: str | None, tool: str, args: Mapping[str, Any]
+    ) -> bool:
+        """True (once) when this exact call was allowed before an interrupt and the run's grant is still live."""
+        if not self._calls or task is None or not scope or not call_id:  # the per-call path: nothing paused
             return False
         with self._lock:
-            seen = self._calls.pop((task.id, call_id), None)
+            seen = self._calls.pop((scope, call_id), None)
         if seen != (tool, repr(sorted(args.items()))):
             return False
         # A grant whose plan completed *with* this call still covers it; any other revocation does not.

@@ -9,20 +9,27 @@ decide on that (:mod:`._arguments`) inside the tool run -- so the decision span 
 framework's tool span under an instrumentor -- and then call the wrapped ``_run``/``_arun``.
 
 A refused call never reaches the wrapped tool: with a tool call id it returns the error
-``ToolMessage`` (a tool run that answered with the refusal: callbacks see it end), without one
-(plain arguments) it raises :class:`~agent_guard.ToolCallDenied`; ``on_violation="raise"``
-always raises.
+``ToolMessage``, without one (plain arguments) it raises :class:`~agent_guard.ToolCallDenied`;
+``on_violation="raise"`` always raises. Callback handlers (LangSmith, OpenInference, your own)
+see every refusal as a failed tool run: ``on_tool_start``, then ``on_tool_error`` with the
+``ToolCallDenied`` -- also when the model gets the error ToolMessage (the refusal is reported
+on the run's own callback manager, which then has nothing more to report).
+
+A coroutine-only tool (``StructuredTool`` with a ``coroutine`` and no ``func``, as
+``langchain-mcp-adapters`` builds them) run synchronously raises LangChain's own
+``NotImplementedError`` ("does not support sync invocation") *before* anything is decided, so no
+budget is spent on a call that could not run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.runnables import RunnableConfig
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, StructuredTool, Tool
 from langchain_core.utils.pydantic import TypeBaseModel
 from pydantic import ConfigDict, PrivateAttr
 
@@ -34,9 +41,11 @@ from agent_guard_langchain._checks import (
     check_guard,
     check_on_violation,
     check_tool,
+    check_tool_coverage,
     check_tool_list,
 )
 from agent_guard_langchain._messages import denial_message
+from agent_guard_langchain._sentinel import ARMED, disarmed
 
 __all__ = ["GuardedTool", "guard_tools"]
 
@@ -71,6 +80,8 @@ class GuardedTool(BaseTool):
 
     _injectable: frozenset[str] = PrivateAttr(default=frozenset())
     _targets: dict[bool, Target] = PrivateAttr(default_factory=dict)
+    _end_run: bool = PrivateAttr(default=False)
+    _coroutine_only: bool = PrivateAttr(default=False)
 
     def __init__(self, inner: BaseTool, guard: Guard, *, on_violation: OnViolation = "message") -> None:
         """Wrap ``inner`` so that ``guard`` decides each call; a wrong argument raises ConfigError."""
@@ -95,19 +106,46 @@ class GuardedTool(BaseTool):
             extras=inner.extras,
         )
         self._injectable = injected_keys(inner)
+        self._coroutine_only = (isinstance(inner, (StructuredTool, Tool)) and inner.func is None
+                                and inner.coroutine is not None)
 
     @classmethod
     def _for_tool_node(
-        cls, tool: BaseTool, guard: Guard, on_violation: OnViolation, trusted: frozenset[str]
+        cls, tool: BaseTool, guard: Guard, on_violation: OnViolation, trusted: frozenset[str], *, end_run: bool = False
     ) -> GuardedTool:
         """The wrapper a ``ToolNode`` layer (middleware, wrappers) runs ``tool`` through.
 
         ``trusted``: the injected names LangGraph's ToolNode strips from the model's arguments and
-        fills itself; their values are not the model's.
+        fills itself; their values are not the model's. ``end_run``: a refusal ends the run
+        (the middleware's ``on_violation="end"``).
         """
         wrapper = cls(tool, guard, on_violation=on_violation)
         wrapper._injectable = wrapper._injectable - trusted
+        wrapper._end_run = end_run
         return wrapper
+
+    # -- a guarded run disarms the sentinel of the ToolNode layer (see _sentinel) -------------
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """LangChain's ``BaseTool.run``: the decided call's own run is not an undecided tool run."""
+        if ARMED.get() is None:
+            return super().run(*args, **kwargs)
+        token = disarmed()
+        try:
+            return super().run(*args, **kwargs)
+        finally:
+            if token is not None:
+                ARMED.reset(token)
+
+    async def arun(self, *args: Any, **kwargs: Any) -> Any:
+        """Async :meth:`run`."""
+        if ARMED.get() is None:
+            return await super().arun(*args, **kwargs)
+        token = disarmed()
+        try:
+            return await super().arun(*args, **kwargs)
+        finally:
+            if token is not None:
+                ARMED.reset(token)
 
     # -- the wrapped tool's schemas, injection markers and parsing ---------------------------
     @property
@@ -175,24 +213,51 @@ class GuardedTool(BaseTool):
             kwargs[config_param] = config
         return decided, call_id, kwargs
 
-    def _refusal(self, call_id: str | None) -> Callable[[Decision], Any]:
+    def _answer(self, decision: Decision, call_id: str | None) -> Any:
+        """The refusal as the tool's answer (raises ``ToolCallDenied`` when there is no ToolCall to answer)."""
+        if self.on_violation == "raise" or call_id is None:
+            raise ToolCallDenied(decision)
+        message = denial_message(decision, self.name, call_id, end_run=self._end_run)
+        # LangChain unpacks (content, artifact) for such tools; a ToolMessage content is kept whole.
+        return (message, None) if self.response_format == "content_and_artifact" else message
+
+    def _refusal(self, call_id: str | None, run_manager: CallbackManagerForToolRun | None) -> Callable[[Decision], Any]:
         def refuse(decision: Decision) -> Any:
-            if self.on_violation == "raise" or call_id is None:
-                raise ToolCallDenied(decision)
-            message = denial_message(decision, self.name, call_id)
-            # LangChain unpacks (content, artifact) for such tools; a ToolMessage content is kept whole.
-            return (message, None) if self.response_format == "content_and_artifact" else message
+            answer = self._answer(decision, call_id)
+            if run_manager is not None:  # callbacks see the refused run fail, the model gets the answer
+                run_manager.on_tool_error(ToolCallDenied(decision), tool_call_id=call_id)
+                run_manager.handlers = []
+            return answer
 
         return refuse
+
+    def _arefusal(
+        self, call_id: str | None, run_manager: AsyncCallbackManagerForToolRun | None
+    ) -> Callable[[Decision], Awaitable[Any]]:
+        async def refuse(decision: Decision) -> Any:
+            answer = self._answer(decision, call_id)
+            if run_manager is not None:
+                await run_manager.on_tool_error(ToolCallDenied(decision), tool_call_id=call_id)
+                run_manager.handlers = []
+            return answer
+
+        return refuse
+
+    def _check_sync(self) -> None:
+        """LangChain's own error for a coroutine-only tool run synchronously -- raised before the decision."""
+        if self._coroutine_only:
+            kind = "StructuredTool" if isinstance(self.inner, StructuredTool) else "Tool"
+            raise NotImplementedError(f"{kind} does not support sync invocation.")
 
     def _run(
         self, *args: Any, config: RunnableConfig, run_manager: CallbackManagerForToolRun | None = None,
         **kwargs: Any,
     ) -> Any:
+        self._check_sync()
         decided, call_id, inner_kwargs = self._prepare(False, args, kwargs, config, run_manager)
         inner = self.inner
         return guarded_call(self.guard, self.name, decided, call_id, self.description,
-                            lambda: inner._run(*args, **inner_kwargs), self._refusal(call_id))
+                            lambda: inner._run(*args, **inner_kwargs), self._refusal(call_id, run_manager))
 
     async def _arun(
         self, *args: Any, config: RunnableConfig, run_manager: AsyncCallbackManagerForToolRun | None = None,
@@ -201,7 +266,7 @@ class GuardedTool(BaseTool):
         decided, call_id, inner_kwargs = self._prepare(True, args, kwargs, config, run_manager)
         inner = self.inner
         return await aguarded_call(self.guard, self.name, decided, call_id, self.description,
-                                   lambda: inner._arun(*args, **inner_kwargs), self._refusal(call_id))
+                                   lambda: inner._arun(*args, **inner_kwargs), self._arefusal(call_id, run_manager))
 
 
 # LangChain's run()/arun() read the type hints of _run/_arun on every call (to find the RunnableConfig
@@ -211,12 +276,22 @@ for _method in (GuardedTool._run, GuardedTool._arun):
     _method.__annotations__ = {"config": RunnableConfig, "return": Any}
 
 
-def guard_tools(tools: Iterable[BaseTool], guard: Guard, *, on_violation: OnViolation = "message") -> list[GuardedTool]:
-    """Wrap each tool in a :class:`GuardedTool` (an already guarded tool is re-wrapped around its inner)."""
+def guard_tools(
+    tools: Iterable[BaseTool], guard: Guard, *, on_violation: OnViolation = "message", complete: bool = False
+) -> list[GuardedTool]:
+    """Wrap each tool in a :class:`GuardedTool` (an already guarded tool is re-wrapped around its inner).
+
+    ``complete=True`` says these are all the tools the agent has: a policy capability for a tool
+    not among them is then a ``ConfigError`` (a typo or a stale policy, found now rather than as
+    ``tool_not_in_scope`` at run time).
+    """
     guard = check_guard(guard)
     on_violation = check_on_violation(on_violation)
+    checked = check_tool_list(tools)
+    if complete:
+        check_tool_coverage(guard, [t.name for t in checked], "tools")
     out = []
-    for tool in check_tool_list(tools):
+    for tool in checked:
         inner = tool.inner if isinstance(tool, GuardedTool) else tool
         out.append(GuardedTool(inner, guard, on_violation=on_violation))
     return out

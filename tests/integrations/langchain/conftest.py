@@ -80,3 +80,31 @@ def mode(request: pytest.FixtureRequest) -> str:
 def run() -> Any:
     """``await run(agent, payload, mode, config)``: invoke (in a worker thread) or ainvoke."""
     return _run_agent
+
+
+def _stores_conftest() -> Any:
+    """tests/stores/conftest.py, loaded by path: its RedisServer starts a real redis-server on 127.0.0.1."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "agent_guard_tests_stores_conftest"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[2] / "stores" / "conftest.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Any:
+    """URL of a real redis-server started for this test module (stopped at the end)."""
+    server = _stores_conftest().RedisServer().start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()

@@ -118,7 +118,8 @@ def test_no_adapter_module_imports_opentelemetry():
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 async def test_a_denied_call_is_a_tool_run_that_answers_with_the_refusal(mode):
-    """The refusal happens inside the tool run: callbacks see it start and end with the error message."""
+    """The refusal happens inside the tool run: callbacks see it start and fail with the ToolCallDenied,
+    while the caller (the model) gets the error ToolMessage."""
     from langchain_core.callbacks import BaseCallbackHandler
 
     class Events(BaseCallbackHandler):
@@ -131,6 +132,9 @@ async def test_a_denied_call_is_a_tool_run_that_answers_with_the_refusal(mode):
         def on_tool_end(self, output: Any, **kwargs: Any) -> None:
             self.seen.append(f"end {output.status}")
 
+        def on_tool_error(self, error: BaseException, **kwargs: Any) -> None:
+            self.seen.append(f"error {type(error).__name__} {getattr(error, 'reason', '')}")
+
     guard = Guard(POLICY)
     wrapped = GuardedTool(lookup, guard)
     events = Events()
@@ -138,16 +142,21 @@ async def test_a_denied_call_is_a_tool_run_that_answers_with_the_refusal(mode):
     with guard.task(PLAN, identity=ME):
         out = wrapped.invoke(call, {"callbacks": [events]}) if mode == "sync" else \
             await wrapped.ainvoke(call, {"callbacks": [events]})
-    assert out.status == "error" and events.seen == ["start", "end error"]
+    assert out.status == "error" and events.seen == ["start", "error ToolCallDenied argument_mismatch"]
 
 
-async def test_a_later_middleware_replacing_the_tool_is_reported(caplog, run, mode):
-    """A middleware after AgentGuardMiddleware that swaps request.tool skips the guard: logged once, loudly."""
+async def test_a_later_middleware_replacing_the_tool_fails_closed(caplog, run, mode):
+    """A middleware after AgentGuardMiddleware that swaps request.tool for an unguarded tool: the swapped
+    tool never runs (stopped before its function), the call is refused no_grant and recorded; listed
+    before the guard, the swapped tool is the one guarded, decided and run."""
     from langchain.agents.middleware import AgentMiddleware
+
+    ran: list[str] = []
 
     @tool("lookup")
     def other_lookup(key: str) -> str:
         """Another implementation."""
+        ran.append(key)
         return "other"
 
     class Swap(AgentMiddleware):  # type: ignore[type-arg]
@@ -157,17 +166,25 @@ async def test_a_later_middleware_replacing_the_tool_is_reported(caplog, run, mo
         async def awrap_tool_call(self, request: Any, handler: Any) -> Any:
             return await handler(request.override(tool=other_lookup))
 
-    guard = Guard(POLICY)
+    spans = SpanCapture()
+    guard = Guard(POLICY, tracer_provider=spans.provider)
     model = ScriptedChatModel([calls(tool_call("lookup", {"key": "k1"}, "s1")),
                                calls(tool_call("lookup", {"key": "k1"}, "s2")), "done"])
     mw = AgentGuardMiddleware(guard, planner=PLAN, identity=ME)
-    with caplog.at_level("WARNING", logger="agent_guard"):
-        await run(create_agent(model, TOOLS, middleware=[mw, Swap()]), {"messages": [HumanMessage("x")]}, mode)
-    warnings = [r for r in caplog.records if "without running the guarded tool" in r.getMessage()]
-    assert len(warnings) == 1 and "'s1'" in warnings[0].getMessage()
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="agent_guard"):  # in the right order: nothing to report
-        model = ScriptedChatModel([calls(tool_call("lookup", {"key": "k1"}, "s3")), "done"])
-        mw = AgentGuardMiddleware(guard, planner=PLAN, identity=ME)
-        await run(create_agent(model, TOOLS, middleware=[Swap(), mw]), {"messages": [HumanMessage("x")]}, mode)
-    assert not [r for r in caplog.records if "without running" in r.getMessage()]
+    with caplog.at_level("ERROR", logger="agent_guard"):
+        out = await run(create_agent(model, TOOLS, middleware=[mw, Swap()]), {"messages": [HumanMessage("x")]}, mode)
+    assert ran == []  # fail closed: the undecided tool never ran
+    answers = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert [(m.tool_call_id, m.status) for m in answers] == [("s1", "error"), ("s2", "error")]
+    assert all("no_grant" in m.content and "replaced request.tool" in m.content for m in answers)
+    assert [(r["call_id"], r["outcome"], r["reason"]) for r in spans.decisions()] == [
+        ("s1", "deny", "no_grant"), ("s2", "deny", "no_grant")]
+    assert any("replaced request.tool" in r.getMessage() for r in caplog.records)
+
+    spans.clear()
+    model = ScriptedChatModel([calls(tool_call("lookup", {"key": "k1"}, "s3")), "done"])
+    mw = AgentGuardMiddleware(guard, planner=PLAN, identity=ME)
+    await run(create_agent(model, TOOLS, middleware=[Swap(), mw]), {"messages": [HumanMessage("x")]}, mode)
+    assert ran == ["k1"]  # in the right order the swapped tool is the guarded one
+    assert [(r["call_id"], r["outcome"]) for r in spans.decisions()] == [("s3", "allow")]
+    spans.shutdown()

@@ -69,9 +69,55 @@ def test_on_violation_typo_lists_the_valid_values(value):
         lambda: GuardedTool(add, GUARD, on_violation=value),
         lambda: guard_tools([add], GUARD, on_violation=value),
         lambda: tool_node_wrappers(GUARD, on_violation=value),
-        lambda: AgentGuardMiddleware(GUARD, planner=PLAN, on_violation=value),
     ]
     for attempt in attempts:
         with pytest.raises(ConfigError, match="on_violation: expected 'message' or 'raise'") as err:
             attempt()
         assert ("LlamaIndex" in str(err.value)) is (value == "output")
+    # The middleware also ends runs: "end" is its third value.
+    with pytest.raises(ConfigError, match="on_violation: expected 'message', 'raise' or 'end'"):
+        AgentGuardMiddleware(GUARD, planner=PLAN, on_violation=value)
+    with pytest.raises(ConfigError, match="on_violation: expected 'message' or 'raise'"):
+        GuardedTool(add, GUARD, on_violation="end")  # type: ignore[arg-type]
+
+
+def test_a_policy_tool_the_agent_lacks_is_reported_at_construction():
+    """Where the adapter sees the agent's tools, a capability or a fixed plan's step for a tool the agent
+    does not have is a ConfigError now -- not a tool_not_in_scope at run time."""
+    from agent_guard_langchain import AgentGuardMiddleware
+
+    guard = Guard(Policy(agent_id="chk", capabilities=[Capability("add", args={"a": {"any": True}}),
+                                                        Capability("wire", args={"amount": {"max": 5}})]))
+    with pytest.raises(ConfigError, match=r"catalog: .*capabilities for tools the agent does not have: \['wire'\]"):
+        AgentGuardMiddleware(guard, planner=PLAN, catalog=[add])
+    with pytest.raises(ConfigError, match=r"tools: .*\['wire'\]"):
+        tool_node_wrappers(guard, tools=[add])
+    with pytest.raises(ConfigError, match=r"tools: .*\['wire'\]"):
+        guard_tools([add], guard, complete=True)
+    assert len(guard_tools([add], guard)) == 1  # a partial list (the default) is fine
+    only_add = Guard(Policy(agent_id="chk", capabilities=[Capability("add", args={"a": {"any": True}})]))
+    with pytest.raises(ConfigError, match=r"planner: the plan has steps for tools the agent does not have: \['mul'\]"):
+        AgentGuardMiddleware(only_add, planner=Plan(goal="g", steps=[Step("mul", args={})]), catalog=[add])
+    AgentGuardMiddleware(only_add, planner=PLAN, catalog=[add])  # consistent: fine
+
+
+def test_interrupt_approver_without_a_checkpointer_is_a_config_error_at_run_start():
+    """interrupt_approver pauses with interrupt(), which only a checkpoint can resume: a graph without a
+    checkpointer is refused when the run starts, saying what to add."""
+    from agent_guard_langchain import AgentGuardMiddleware, interrupt_approver
+    from agent_guard_langchain.testing import ScriptedChatModel
+    from langchain.agents import create_agent
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    guard = Guard(Policy(agent_id="chk", capabilities=[Capability("add", args={"a": {"any": True}})]),
+                  approver=interrupt_approver)
+    model = ScriptedChatModel(["never"])
+    agent = create_agent(model, [add], middleware=[AgentGuardMiddleware(guard, planner=PLAN)])
+    with pytest.raises(ConfigError, match=r"checkpointer: .*interrupt_approver.*InMemorySaver"):
+        agent.invoke({"messages": [("user", "x")]})
+    assert model.remaining == 1
+    model = ScriptedChatModel(["fine"])
+    agent = create_agent(model, [add], middleware=[AgentGuardMiddleware(guard, planner=PLAN)],
+                         checkpointer=InMemorySaver())
+    assert agent.invoke({"messages": [("user", "x")]}, {"configurable": {"thread_id": "t"}})["messages"][-1].content \
+        == "fine"

@@ -141,9 +141,9 @@ async def test_approval_interrupt_then_approve(answer, policy, spans, support_to
     assert mw.active_runs == 0
 
 
-@pytest.mark.parametrize("answer", [False, "yes", {"approved": True, "plan_hash": "sha-256:other"}])
+@pytest.mark.parametrize("answer", [False, "yes", {"approved": False, "plan_hash": "x"}])
 async def test_approval_interrupt_then_deny(answer, policy, spans, support_tools, calls_seen, refund_plan, run, mode):
-    """Resuming with anything but an explicit yes for this plan refuses: PlanRejected(approval_denied)."""
+    """Resuming with anything but an explicit yes refuses: PlanRejected(approval_denied)."""
     planned: list[int] = []
     agent, mw = _approval_agent(policy, spans, support_tools, refund_plan, planned)
     config = {"configurable": {"thread_id": f"deny-{mode}"}}
@@ -155,6 +155,23 @@ async def test_approval_interrupt_then_deny(answer, policy, spans, support_tools
     assert calls_seen.ran == [] and mw.active_runs == 0
 
 
+async def test_approval_for_another_plan_asks_again(policy, spans, support_tools, calls_seen, refund_plan, run, mode):
+    """An answer that approves another plan (its plan_hash) is no approval of this one: the human is
+    asked again, told that the plan changed; a yes for this plan then runs it."""
+    planned: list[int] = []
+    agent, mw = _approval_agent(policy, spans, support_tools, refund_plan, planned)
+    config = {"configurable": {"thread_id": f"changed-{mode}"}}
+    await run(agent, {"messages": [HumanMessage("refund O-7")]}, mode, config)
+    again = await run(agent, Command(resume={"approved": True, "plan_hash": "sha-256:other"}), mode, config)
+    (intr,) = again["__interrupt__"]
+    assert intr.value["plan_changed"] is True and "plan changed" in intr.value["question"]
+    assert "sha-256:other" in intr.value["question"] and intr.value["plan_hash"] == refund_plan.plan_hash
+    assert calls_seen.ran == [] and mw.active_runs == 0
+    out = await run(agent, Command(resume={"approved": True, "plan_hash": refund_plan.plan_hash}), mode, config)
+    assert calls_seen.ran == [("refund", {"order_id": "O-7", "amount": 20})]
+    assert out["messages"][-1].content == "refunded" and planned == [1]
+
+
 async def test_custom_graph_with_middleware_nodes_and_approval(policy, spans, support_tools, calls_seen, refund_plan,
                                                                run, mode):
     """Custom StateGraph pattern: the middleware's before/after_agent as nodes, its wrappers on the ToolNode."""
@@ -162,7 +179,7 @@ async def test_custom_graph_with_middleware_nodes_and_approval(policy, spans, su
     mw = AgentGuardMiddleware(guard, planner=refund_plan, identity=AgentIdentity(agent_id="support-bot"))
 
     class State(MessagesState):
-        agent_guard_run: str | None
+        agent_guard_run: dict[str, Any] | None
 
     model = ScriptedChatModel([calls(tool_call("refund", {"order_id": "O-7", "amount": 20}, "r1"),
                                      tool_call("refund", {"order_id": "O-8", "amount": 20}, "r2")), "ok"])

@@ -130,7 +130,8 @@ async def test_hide_out_of_scope_tools(guard, plan, identity, support_tools, run
     assert shown.offered == [["crm_lookup", "send_email", "refund"]] * 2
 
     assert not mw.hide_out_of_scope_tools
-    assert type(mw).wrap_model_call is AgentMiddleware.wrap_model_call  # no model-call layer added to the loop
+    # The model-call layer ends runs that must end and mints plans that wait for approval: always there.
+    assert type(mw).wrap_model_call is not AgentMiddleware.wrap_model_call
 
     hidden = ScriptedChatModel(script)
     mw = AgentGuardMiddleware(guard, planner=plan, identity=identity, hide_out_of_scope_tools=True)
@@ -146,7 +147,7 @@ def _all_checkpoint_bytes(saver: InMemorySaver) -> bytes:
 
 
 async def test_no_checkpoint_contains_the_grant(guard, plan, identity, support_tools, calls_seen, run, mode):
-    """The checkpointer persists only the run key: the token is in no checkpoint, write or blob."""
+    """The checkpointer persists the run record (plan, hash, grant id): the token is in no checkpoint, write or blob."""
     saver = InMemorySaver()
     mw = AgentGuardMiddleware(guard, planner=plan, identity=identity)
     config = {"configurable": {"thread_id": f"t-{mode}"}}
@@ -165,8 +166,11 @@ async def test_no_checkpoint_contains_the_grant(guard, plan, identity, support_t
         assert token.encode() not in blob
         assert token.split(".")[1].encode() not in blob  # not even the claims part
     history = [c.checkpoint["channel_values"].get(STATE_KEY) for c in saver.list(config)]
-    keys = {k for k in history if k}
-    assert len(keys) == 2 and all(k.startswith("agr_") for k in keys)
+    records = [r for r in history if r]
+    assert {r["key"] for r in records} and all(r["key"].startswith("agr_") for r in records)
+    assert len({r["key"] for r in records}) == 2  # one run record per turn
+    assert {r["grant_id"] for r in records} == {t.grant_id for t in calls_seen.tasks}  # the grant's id, not the grant
+    assert all(r["plan_hash"] == plan.plan_hash and r["plan"]["steps"] for r in records)
     assert history[0] is None  # the latest checkpoint: cleared by after_agent
 
 
