@@ -24,12 +24,18 @@ def test_first_candidate_with_budget_is_charged(clock: FakeClock) -> None:
 
 
 def test_last_budget_completes_and_revokes(clock: FakeClock) -> None:
-    """Spending the last unit returns completed and the run is no longer active."""
+    """Spending the last unit returns completed and the run is no longer active; a late call is over budget
+    until the run is revoked (or its grant expires)."""
     store = make(clock, [1, 1])
     assert store.consume("run", [0]).status == "ok"
     assert store.consume("run", [1]) == ("completed", 1)
     assert not store.is_active("run")
-    assert store.consume("run", [1]).status == "revoked"
+    assert store.consume("run", [1]).status == "exhausted"
+    assert store.revoke("run") is False and store.consume("run", [1]).status == "revoked"
+    store.activate("other", budgets=[1], ordered=False, expires_at=clock() + 10)
+    assert store.consume("other", [0]).status == "completed"
+    clock.advance(11)
+    assert store.consume("other", [0]).status == "revoked"  # expired: nothing is kept
 
 
 def test_ordered_plans(clock: FakeClock) -> None:

@@ -74,7 +74,9 @@ COMPLETED_AT: Final[list[ConsumeResult]] = []
 """``COMPLETED_AT[i]``: the shared result "completed, charged step i"."""
 _RESULTS_LOCK: Final = threading.Lock()
 REVOKED: Final = ConsumeResult("revoked")
-"""The shared result for a run that is not active."""
+"""The shared result for a run that is not active (revoked, expired or unknown)."""
+EXHAUSTED: Final = ConsumeResult("exhausted")
+"""The shared result for a run whose plan is spent (also when its whole plan was completed)."""
 
 
 def prebuild_results(steps: int) -> None:

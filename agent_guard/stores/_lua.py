@@ -45,12 +45,20 @@ local function chain(key)
   end
   return keys
 end
-local function live(keys, now)
+local function state(keys, now)
+  -- 'revoked' when any run of the chain is revoked, gone or expired; else 'completed' when any has
+  -- spent its whole plan (a call under it is over budget, not revoked); else 'active'
+  local done = false
   for _, k in ipairs(keys) do
     local run = redis.call('HMGET', k, 'status', 'exp')
-    if run[1] ~= 'active' or tonumber(run[2]) <= now then return false end
+    if not run[1] or run[1] == 'revoked' or tonumber(run[2]) <= now then return 'revoked' end
+    if run[1] == 'completed' then done = true end
   end
-  return true
+  if done then return 'completed' end
+  return 'active'
+end
+local function live(keys, now)
+  return state(keys, now) == 'active'
 end
 """
 
@@ -66,7 +74,9 @@ local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 if redis.call('EXISTS', key) == 0 then return {'revoked', -1} end
 local keys = chain(key)
-if not live(keys, now) then return {'revoked', -1} end
+local s = state(keys, now)
+if s == 'revoked' then return {'revoked', -1} end
+if s == 'completed' then return {'exhausted', -1} end
 local run = redis.call('HMGET', key, 'ordered', 'cursor')
 local ordered = run[1] == '1'
 local cursor = tonumber(run[2])
@@ -143,13 +153,13 @@ if saw_budget then return {'out_of_order', -1} end
 return {'exhausted', -1}
 """
 
-# KEYS[1] = run key. Returns 1 when the run was active until now, else 0.
+# KEYS[1] = run key. Marks an active or completed run revoked; returns 1 when it was active until now.
 REVOKE: Final = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status == 'active' then
+if status == 'active' or status == 'completed' then
   redis.call('HSET', KEYS[1], 'status', 'revoked')
-  return 1
 end
+if status == 'active' then return 1 end
 return 0
 """
 

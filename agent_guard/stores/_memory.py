@@ -1,9 +1,10 @@
 """The embedded grant store: one process, nothing to start, cost independent of past work.
 
 Live runs are a dict of small records; expiry is a heap, so activating a run pops only the
-records that expired (amortized O(log n)), never a sweep of every run. A run that ends (revoked,
-completed or expired) keeps **no** record: a run id the store does not know is refused as
-``revoked``, which is exactly what refusing that grant needs until it expires.
+records that expired (amortized O(log n)), never a sweep of every run. A revoked or expired run
+keeps **no** record: a run id the store does not know is refused as ``revoked``, which is exactly
+what refusing that grant needs. A run that spent its whole plan keeps only its id and expiry until
+the grant expires, so a late call under it reads ``exhausted`` (over budget), as on Redis.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from agent_guard.stores._base import (
     COMPLETED_AT,
     OK_AT,
+    EXHAUSTED,
     REVOKED,
     Charge,
     ConsumeResult,
@@ -33,7 +35,8 @@ _COMPACT_SLACK = 64
 
 class _Run:
     __slots__ = (
-        "budgets", "cursor", "expires_at", "lock", "ordered", "parent", "parent_steps", "remaining", "run_id", "used",
+        "budgets", "cursor", "expires_at", "lock", "ordered", "parent", "parent_steps", "remaining", "revoked",
+        "run_id", "used",
     )
 
     def __init__(
@@ -46,6 +49,7 @@ class _Run:
         self.ordered = ordered
         self.expires_at = expires_at
         self.remaining = sum(self.budgets)
+        self.revoked = False
         self.cursor = -1
         # a delegated run shares its root's lock, so one call charges the whole chain atomically
         self.lock: threading.Lock = parent.lock if parent is not None else threading.Lock()
@@ -60,6 +64,15 @@ class _Run:
                 return False
             run = run.parent
         return True
+
+    def refused(self, now: float) -> ConsumeResult:
+        """Why a run that is not live refuses: revoked (or expired) anywhere in the chain, else spent."""
+        run: _Run | None = self
+        while run is not None:
+            if run.revoked or run.expires_at <= now:
+                return REVOKED
+            run = run.parent
+        return EXHAUSTED
 
     def chain_has_budget(self, step: int) -> bool:
         """Every ancestor still has a call left on the step this run's ``step`` spends from."""
@@ -82,6 +95,8 @@ class InMemoryGrantStore(GrantStore):
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._runs: dict[str, _Run] = {}
+        self._completed: dict[str, float] = {}
+        """Runs that spent their whole plan: id -> expiry (dropped when it passes, or on revoke)."""
         self._expiry: list[tuple[float, str]] = []
         self._lock = threading.Lock()
         self._clock = clock
@@ -111,8 +126,9 @@ class InMemoryGrantStore(GrantStore):
                 run = _Run(run_id, budgets, ordered, expires_at, above, parent.steps)
             self._runs[run_id] = run
             heapq.heappush(self._expiry, (expires_at, run_id))
-            if len(self._expiry) > 2 * len(self._runs) + _COMPACT_SLACK:
+            if len(self._expiry) > 2 * (len(self._runs) + len(self._completed)) + _COMPACT_SLACK:
                 self._expiry = [(r.expires_at, rid) for rid, r in self._runs.items()]
+                self._expiry += [(exp, rid) for rid, exp in self._completed.items()]
                 heapq.heapify(self._expiry)
 
     def _drop_expired(self, now: float) -> None:
@@ -122,21 +138,20 @@ class InMemoryGrantStore(GrantStore):
             run = runs.get(run_id)
             if run is not None and run.expires_at == expires_at:
                 del runs[run_id]
-
-    def _forget(self, run_id: str) -> None:
-        with self._lock:
-            self._runs.pop(run_id, None)
+            elif self._completed.get(run_id) == expires_at:
+                del self._completed[run_id]
 
     def consume(self, run_id: str, candidates: Sequence[int], charges: Sequence[Charge] = ()) -> ConsumeResult:
         """Charge one call atomically (see :meth:`GrantStore.consume`), to every ancestor and limit too."""
         run = self._runs.get(run_id)
         if run is None:
-            return REVOKED
+            expires_at = self._completed.get(run_id)
+            return EXHAUSTED if expires_at is not None and expires_at > self._clock() else REVOKED
         completed: list[_Run] = []
         with run.lock:
             now = self._clock()
             if not run.live(now):
-                return REVOKED
+                return run.refused(now)
             saw_budget = False
             for step in candidates:
                 if run.used[step] >= run.budgets[step] or not run.chain_has_budget(step):
@@ -167,21 +182,24 @@ class InMemoryGrantStore(GrantStore):
                 return ConsumeResult("out_of_order" if saw_budget else "exhausted")
         if not completed:
             return OK_AT[step]
-        with self._lock:  # completed runs keep nothing: an unknown run is refused as revoked
+        with self._lock:  # a completed run keeps only its id and expiry (a late call reads exhausted)
             for done in completed:
                 if self._runs.get(done.run_id) is done:
                     del self._runs[done.run_id]
+                    self._completed[done.run_id] = done.expires_at
         return COMPLETED_AT[step] if completed[0] is run else OK_AT[step]
 
     def revoke(self, run_id: str) -> bool:
         """End the run now (its delegated children with it); True when it was active until now."""
         with self._lock:
             run = self._runs.pop(run_id, None)
+            self._completed.pop(run_id, None)  # a completed run revoked later reads revoked from now on
         if run is None:
             return False
         with run.lock:
             was_active = run.remaining > 0  # its own state, as Redis reports it (expiry aside)
             run.remaining = 0  # a consume that already holds the record, and every child, refuse from now on
+            run.revoked = True
             return was_active
 
     def is_active(self, run_id: str) -> bool:

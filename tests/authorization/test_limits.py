@@ -348,7 +348,7 @@ class TestTheStore:
         assert store.remaining("run") == (1,)
         assert store.limits.total("k", clock.now, 60) == 6  # the first charge fitted, but nothing was charged
         assert store.consume("run", [0], [Charge(bucket, 4)]) == ("completed", 0)
-        assert store.consume("run", [0], [Charge(bucket, 0)]).status == "revoked"
+        assert store.consume("run", [0], [Charge(bucket, 0)]).status == "exhausted"
 
     def test_old_buckets_are_swept(self) -> None:
         """Buckets past the window after their latest one are dropped as the table grows (memory stays bounded)."""

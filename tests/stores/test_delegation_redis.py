@@ -52,14 +52,15 @@ def test_chained_budgets_match_between_stores(kind: str, store: RedisGrantStore)
     assert s.remaining(root) == (3, 1) and s.remaining(child) == (2, 1) and s.remaining(grandchild) == (1,)
     assert s.consume(grandchild, [0]).status == "completed"
     assert s.remaining(root) == (2, 1) and s.remaining(child) == (1, 1)
-    assert s.consume(grandchild, [0]).status == "revoked"
+    assert s.consume(grandchild, [0]).status == "exhausted"  # its plan is spent: over budget, not revoked
     assert s.consume(child, [0]).status == "ok"
     assert s.remaining(root) == (1, 1)
     assert s.consume(child, [0]).status == "exhausted"
     assert s.consume(root, [0]).status == "ok"
     assert s.remaining(child) == (0, 1)
     assert s.consume(child, [1]).status == "completed"
-    assert s.remaining(root) is None and s.consume(root, [0]).status == "revoked"  # the child's call completed it
+    assert s.remaining(root) is None and s.consume(root, [0]).status == "exhausted"  # the child's call completed it
+    assert s.revoke(root) is False and s.consume(root, [0]).status == "revoked"     # closed after completion
     s.activate(f"{root}x", budgets=[5], ordered=False, expires_at=far)
     s.activate(f"{root}x:c", budgets=[5], ordered=False, expires_at=far, parent=Delegation(f"{root}x", (0,)))
     assert s.revoke(f"{root}x") is True

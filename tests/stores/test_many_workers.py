@@ -52,7 +52,7 @@ def test_task_exit_in_minter_revokes_in_every_worker(
 def test_plan_completion_revokes_in_every_worker(
     redis_url, minter_for, worker_identity, workers
 ) -> None:
-    """When the last budget is spent (here by the minter), every worker's next call is denied `revoked`."""
+    """When the last budget is spent (here by the minter), every worker's next call is refused `budget_exhausted`."""
     minter = minter_for(redis_url)
     with minter.task(lookup_plan(5, email=False), identity=worker_identity) as task:
         group = Workers(4, redis_url, minter.jwks(), task.grant)
@@ -60,7 +60,7 @@ def test_plan_completion_revokes_in_every_worker(
         assert [r[:2] for r in group.ask_all("call", *LOOKUP)] == [(True, None)] * 4
         last = minter.decide(*LOOKUP)
         assert last.allowed and task.revocation_reason == "plan_completed"
-        assert [r[:2] for r in group.ask_all("call", *LOOKUP)] == [(False, "revoked")] * 4
+        assert [r[:2] for r in group.ask_all("call", *LOOKUP)] == [(False, "budget_exhausted")] * 4
 
 
 def test_redis_down_denies_everywhere_then_recovers(

@@ -35,7 +35,7 @@ def test_parity_hand_written_sequences(redis_url: str) -> None:
     script = [
         ("unordered", [0]), ("unordered", [0]), ("unordered", [0]),  # ok, ok, exhausted
         ("unordered", [0, 1]),                                       # falls through to step 1: completed
-        ("unordered", [1]),                                          # revoked after completion
+        ("unordered", [1]),                                          # exhausted after completion
         ("ordered", [1]),                                            # cursor -1: step 1 is out of order
         ("ordered", [2]), ("ordered", [0]), ("ordered", [0]),        # out_of_order, ok, exhausted
         ("ordered", [2]), ("ordered", [1]), ("ordered", [1]),        # out_of_order, ok (cursor 1), ok (repeat)
@@ -45,8 +45,8 @@ def test_parity_hand_written_sequences(redis_url: str) -> None:
     got = [_both(mem, red, "consume", run, cands) for run, cands in script]
     assert [m for m, _ in got] == [r for _, r in got]
     assert [m.status for m, _ in got] == [
-        "ok", "ok", "exhausted", "completed", "revoked",
-        "out_of_order", "out_of_order", "ok", "exhausted", "out_of_order", "ok", "ok", "completed", "revoked",
+        "ok", "ok", "exhausted", "completed", "exhausted",
+        "out_of_order", "out_of_order", "ok", "exhausted", "out_of_order", "ok", "ok", "completed", "exhausted",
     ]
     assert [m.step for m, _ in got][:4] == [0, 0, None, 1]
     assert _both(mem, red, "is_active", "ordered") == (False, False)
