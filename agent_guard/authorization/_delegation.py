@@ -18,7 +18,7 @@ from agent_guard import reasons
 from agent_guard._frozen import Frozen
 from agent_guard.authorization._constraints import Constraint, compile_conjunction, is_narrowing, is_optional
 from agent_guard.authorization._models import Plan, Policy, Step
-from agent_guard.authorization._scope import ScopedStep, TaskScope, derive_scope
+from agent_guard.authorization._scope import ScopedStep, TaskScope, derive_scope, literal_values
 from agent_guard.exceptions import PlanRejected, PlanViolation
 
 __all__ = ["ScopeDiff", "Widening", "derive_child_scope", "scope_diff"]
@@ -71,15 +71,6 @@ class ScopeDiff(Frozen):
         return "\n".join(lines) or "nothing added"
 
 
-def _literal_values(spec: Constraint) -> list[object] | None:
-    ops = set(spec) - {"optional"}
-    if ops == {"eq"}:
-        return [spec["eq"]]
-    if ops == {"in"}:
-        return list(spec["in"])
-    return None
-
-
 def _gaps(index: int, step: Step, parent: ScopedStep, left: int) -> list[Widening]:
     """Why ``parent`` does not cover ``step`` (empty when it does)."""
     found: list[Widening] = []
@@ -89,7 +80,7 @@ def _gaps(index: int, step: Step, parent: ScopedStep, left: int) -> list[Widenin
             found.append(Widening(kind="argument", step=index, tool=step.tool, argument=name,
                                   detail="the parent's step does not allow this argument"))
             continue
-        values = _literal_values(spec)
+        values = literal_values(spec)
         check = compile_conjunction(specs)
         if values is None:  # a pattern or {"any": true}: the conjunction keeps the parent's bound
             continue

@@ -14,7 +14,7 @@ from agent_guard.authorization._limits import MAX_LIMITS, Limit
 from agent_guard.authorization._models import Capability, Plan, Policy
 from agent_guard.exceptions import ConfigError, GrantError, PlanRejected, PlanViolation
 
-__all__ = ["DETAIL_TYPE", "ScopedStep", "TaskScope", "derive_scope"]
+__all__ = ["DETAIL_TYPE", "ScopedStep", "TaskScope", "derive_scope", "literal_values"]
 
 DETAIL_TYPE: Final = "urn:agent-guard:tool-call"
 """The RFC 9396 ``type`` of every ``authorization_details`` entry in a grant."""
@@ -160,7 +160,7 @@ def _constraints(value: Any, i: int) -> list[Constraint]:
     return specs
 
 
-def _literal_values(spec: Constraint) -> list[Any] | None:
+def literal_values(spec: Constraint) -> list[Any] | None:
     """The concrete values a step spec admits, when it is a pure literal (``eq``/``in``)."""
     ops = set(spec) - {"optional"}
     if ops == {"eq"}:
@@ -181,7 +181,7 @@ def _check_step_args(index: int, tool: str, args: Mapping[str, Constraint], cap:
                               f"the policy does not allow this argument (allowed: {allowed})", argument=name)
             )
             continue
-        values = _literal_values(spec)
+        values = literal_values(spec)
         if values is not None and is_narrowing(ceiling):
             check = compile_constraint(ceiling)
             if not all(check(v) for v in values):

@@ -369,19 +369,26 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
             return response
         return ExtendedModelResponse(model_response=response, command=Command(update={STATE_KEY: update}))
 
-    def wrap_model_call(
-        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
-    ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
-        """End the run when it must end; else mint a recorded plan / snapshot the spent calls, then call the model."""
+    def _model_call_start(self, request: ModelRequest[Any]) -> AIMessage | tuple[RunRecord | None, list[BaseMessage]]:
+        """The run's record and messages before a model call, or the final message that ends the run now."""
         messages = _messages(request.state)
-        thread = thread_id_of(request.runtime)
         value = _state_get(request.state, STATE_KEY)
-        record = read_record(value, thread)
+        record = read_record(value, thread_id_of(request.runtime))
         if record is None and value is not None:
             return final_message(unresumable_text(Unresumable(_FOREIGN_RECORD)))
         why = self._ending(record, messages)
         if why is not None:
             return final_message(why)
+        return record, messages
+
+    def wrap_model_call(
+        self, request: ModelRequest[Any], handler: Callable[[ModelRequest[Any]], ModelResponse[Any]]
+    ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
+        """End the run when it must end; else mint a recorded plan / snapshot the spent calls, then call the model."""
+        start = self._model_call_start(request)
+        if isinstance(start, AIMessage):
+            return start
+        record, messages = start
         task, update = None, None
         if record is not None:
             try:
@@ -389,7 +396,7 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
                                            self._root(_config()))
             except Unresumable as err:
                 return final_message(unresumable_text(err))
-            spent = store_spent(self.guard, task) if thread is not None else None
+            spent = store_spent(self.guard, task) if thread_id_of(request.runtime) is not None else None
             update = self._record_after(record, task, spent)
         return self._with(handler(self._visible(request, task)), update)
 
@@ -399,15 +406,10 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
     ) -> ModelResponse[Any] | AIMessage | ExtendedModelResponse[Any]:
         """Async :meth:`wrap_model_call`."""
-        messages = _messages(request.state)
-        thread = thread_id_of(request.runtime)
-        value = _state_get(request.state, STATE_KEY)
-        record = read_record(value, thread)
-        if record is None and value is not None:
-            return final_message(unresumable_text(Unresumable(_FOREIGN_RECORD)))
-        why = self._ending(record, messages)
-        if why is not None:
-            return final_message(why)
+        start = self._model_call_start(request)
+        if isinstance(start, AIMessage):
+            return start
+        record, messages = start
         task, update = None, None
         if record is not None:
             try:
@@ -415,7 +417,7 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
                                                   self._root(_config()))
             except Unresumable as err:
                 return final_message(unresumable_text(err))
-            spent = await astore_spent(self.guard, task) if thread is not None else None
+            spent = await astore_spent(self.guard, task) if thread_id_of(request.runtime) is not None else None
             update = self._record_after(record, task, spent)
         return self._with(await handler(self._visible(request, task)), update)
 
