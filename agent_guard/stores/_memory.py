@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 from agent_guard.stores._base import (
     COMPLETED_AT,
-    OK_AT,
     EXHAUSTED,
+    OK_AT,
     REVOKED,
     Charge,
     ConsumeResult,
