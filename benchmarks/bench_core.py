@@ -1,8 +1,10 @@
-"""Core benchmarks: decision, guarded call with span, mint, and decision cost vs plan size.
+"""Core benchmarks: decision, guarded call with span, mint, decision cost vs plan size, then the task lifecycle.
 
 Run: ``.venv/bin/python benchmarks/bench_core.py``. Prints medians of interleaved samples; asserts
 nothing. Targets (docs/design.md): decision ≤ 5 µs; guarded call incl. span ≤ 30 µs over bare; mint ≤ 150 µs;
-decision at 1,000 steps ≤ 1.2x the 1-step figure.
+decision at 1,000 steps ≤ 1.2x the 1-step figure. The second section (``_lifecycle.py``): memory per
+open task, open+close against one sign + one verify, the 100,000th task against the first, memory per
+closed task, the decision inside ``guard.use``, and a delegated child task against a top-level one.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _lifecycle
 from _scenario import ARGS, EMAIL_CAPABILITY, EMAIL_STEP, ME, POLICY, sdk_provider, send_email
 from _timing import compare, row
 
@@ -90,3 +93,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    print()
+    _lifecycle.main()

@@ -6,7 +6,7 @@ limits) and the same decision with two limits on its capability (a running total
 day and a rate per agent per minute). Counts the client's commands per limited decision on Redis
 (one ``EVALSHA``: the step budget and both limits in one script). Goal: in memory, a limited
 decision ≤ 2x the plain one; the plain decision as fast as before limits existed (compare the
-"decision, allowed, inside guard.use" line of bench_lifecycle.py). Never asserts on timing.
+"decision, allowed, inside guard.use" line of bench_core.py's lifecycle section). Never asserts on timing.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main() -> int:
         shutil.rmtree(data, ignore_errors=True)
 
     print(f"agent_guard limits: decision cost (median µs, interleaved rounds; {sys.version.split()[0]})")
-    print(row("plain decision, send_email scenario (bench_lifecycle's line)", mem["email"]))
+    print(row("plain decision, send_email scenario (bench_core's lifecycle line)", mem["email"]))
     print(row("in memory: transfer, no limits", mem["plain"]))
     print(row("in memory: transfer, 2 limits (sum/user/day, calls/agent/min)", mem["limited"],
               note=f"{mem['limited'] / mem['plain']:.2f}x plain (goal ≤ 2x)"))

@@ -1,6 +1,6 @@
-"""Task lifecycle costs: memory per open task, open+close time, and cost independent of past work.
+"""Task lifecycle costs: memory per open task, open+close time, cost independent of past work, delegation.
 
-Run: ``.venv/bin/python benchmarks/bench_lifecycle.py``. Prints figures; asserts nothing.
+Printed by ``benchmarks/bench_core.py`` (its second section); asserts nothing.
 Targets (docs/design.md): memory per open task ≤ 4 KiB plus its token (10,000 concurrent asyncio
 tasks, each inside ``guard.task(...)``, net of an idle asyncio task); open+close ≤ 2.5x one Ed25519
 sign plus one PyJWT EdDSA verify (measured in the same run); open+close of the 100,000th task in a
@@ -24,7 +24,7 @@ import jwt
 from _scenario import ARGS, ME, PLAN, POLICY
 from _timing import compare, row
 
-from agent_guard import Guard, Plan
+from agent_guard import Guard, Plan, Step
 
 CONCURRENT = 10_000
 IN_A_ROW = 100_000
@@ -112,7 +112,15 @@ def main() -> None:
         with ctx_guard.use(task):
             return ctx_guard.decide("send_email", ARGS)
 
+    parent = guard.open(PLAN, identity=ME)
+    child_plan = Plan(steps=[Step("send_email", args={"to": "alice@example.com", "subject": {"any": True},
+                                                      "body": {"any": True}}, max_calls=2)])
+
+    def open_close_child() -> None:
+        guard.close(guard.open_delegated(parent, child_plan, agent_id="mailer"))
+
     r = compare({
+        "child": (open_close_child, 200),
         "sign": (lambda: jwt.encode(claims, key.private, algorithm="EdDSA"), 300),
         "verify": (lambda: jwt.decode(token, public, algorithms=["EdDSA"], options={"verify_exp": False}), 300),
         "open_close": (lambda: guard.close(guard.open(PLAN, identity=ME)), 200),
@@ -126,6 +134,8 @@ def main() -> None:
     print(row("one EdDSA verify (PyJWT decode)", r["verify"]))
     print(row("open + close a task (same plan)", r["open_close"],
               note=f"{r['open_close'] / crypto:.2f}x sign+verify (target ≤ 2.5x)"))
+    print(row("open + close a delegated child task (parent's scope, chained budget)", r["child"],
+              note=f"{r['child'] / r['open_close']:.2f}x a top-level task"))
     print(row("decision, allowed, inside guard.use (target ≤ 3)", decide_only))
     print(row("decision incl. entering guard.use per call", r["decide_in_use"]))
     first, last = open_close_in_a_row(Guard(POLICY), PLAN, IN_A_ROW)
@@ -139,6 +149,3 @@ def main() -> None:
               note=f"token {token_bytes:.0f} B; {per_task - token_bytes:.0f} B besides it (target ≤ 4096); "
                    f"idle asyncio task {idle:.0f} B"))
 
-
-if __name__ == "__main__":
-    main()
