@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, Any, TypeAlias, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeAlias, TypeVar
 from uuid import UUID
 
 from langchain.agents.middleware.types import (
@@ -121,6 +121,17 @@ def _previous(record: RunRecord | None) -> RunRecord | None:
     if record is None:
         return None
     return record if record["grant_id"] is not None else record.get("previous")
+
+
+class _TurnStart(NamedTuple):
+    """What ``before_agent`` reads before it plans a turn."""
+
+    config: Any
+    thread: str | None
+    messages: list[BaseMessage]
+    turn: str | None
+    previous: RunRecord | None
+    identity: AgentIdentity
 
 
 class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
@@ -268,30 +279,8 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         return {STATE_KEY: granted(record, task)}
 
     # -- before_agent ----------------------------------------------------------------------------
-    def before_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Plan and check the plan; mint the grant (or record the plan for approval); put the record in state."""
-        self._registry.sweep()
-        config = _config()
-        self._check_start(config)
-        thread = thread_id_of(runtime)
-        messages = _messages(state)
-        record = read_record(_state_get(state, STATE_KEY), thread)
-        turn = _turn(messages)
-        if record is not None and turn is not None and record["turn"] == turn:
-            return None  # this turn's plan is recorded already (a resume into this node)
-        plan = resolve_sync(self.planner, messages, list(self.catalog), self.guard.policy)
-        identity = self._identity_for(runtime)
-        previous = _previous(record)
-        fresh = pending(plan, identity, thread=thread, turn=turn, previous=previous)
-        if self._defers(plan, previous):
-            return {STATE_KEY: fresh}
-        root = self._root(config)
-        task = self._resolver.open_or_replan(plan, previous, messages, identity, root)
-        return self._started(fresh, task, thread, root)
-
-    async def abefore_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
-        """Async :meth:`before_agent`."""
-        await self._registry.asweep()
+    def _turn_start(self, state: AgentGuardState, runtime: Runtime[Any]) -> _TurnStart | None:
+        """What planning a turn needs; ``None`` when this turn's plan is recorded already (a resume into the node)."""
         config = _config()
         self._check_start(config)
         thread = thread_id_of(runtime)
@@ -300,15 +289,35 @@ class AgentGuardMiddleware(AgentMiddleware[AgentGuardState, Any, Any]):
         turn = _turn(messages)
         if record is not None and turn is not None and record["turn"] == turn:
             return None
-        plan = await resolve_async(self.planner, messages, list(self.catalog), self.guard.policy)
-        identity = self._identity_for(runtime)
-        previous = _previous(record)
-        fresh = pending(plan, identity, thread=thread, turn=turn, previous=previous)
-        if self._defers(plan, previous):
+        return _TurnStart(config, thread, messages, turn, _previous(record), self._identity_for(runtime))
+
+    def before_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Plan and check the plan; mint the grant (or record the plan for approval); put the record in state."""
+        self._registry.sweep()
+        start = self._turn_start(state, runtime)
+        if start is None:
+            return None
+        plan = resolve_sync(self.planner, start.messages, list(self.catalog), self.guard.policy)
+        fresh = pending(plan, start.identity, thread=start.thread, turn=start.turn, previous=start.previous)
+        if self._defers(plan, start.previous):
             return {STATE_KEY: fresh}
-        root = self._root(config)
-        task = await self._resolver.aopen_or_replan(plan, previous, messages, identity, root)
-        return self._started(fresh, task, thread, root)
+        root = self._root(start.config)
+        task = self._resolver.open_or_replan(plan, start.previous, start.messages, start.identity, root)
+        return self._started(fresh, task, start.thread, root)
+
+    async def abefore_agent(self, state: AgentGuardState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Async :meth:`before_agent`."""
+        await self._registry.asweep()
+        start = self._turn_start(state, runtime)
+        if start is None:
+            return None
+        plan = await resolve_async(self.planner, start.messages, list(self.catalog), self.guard.policy)
+        fresh = pending(plan, start.identity, thread=start.thread, turn=start.turn, previous=start.previous)
+        if self._defers(plan, start.previous):
+            return {STATE_KEY: fresh}
+        root = self._root(start.config)
+        task = await self._resolver.aopen_or_replan(plan, start.previous, start.messages, start.identity, root)
+        return self._started(fresh, task, start.thread, root)
 
     # -- after_agent -----------------------------------------------------------------------------
     def _closing(self, state: AgentGuardState, runtime: Runtime[Any]) -> tuple[Task | None, str | None]:
