@@ -106,3 +106,24 @@ def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
     """Without a subcommand the CLI prints help and exits 2."""
     assert main([]) == 2
     assert "demo" in capsys.readouterr().out
+
+
+def test_inspect_explains_limits_agents_and_delegation(capsys: pytest.CaptureFixture[str]) -> None:
+    """`inspect` of a delegated grant names its limits, the reserved agent and the actor chain."""
+    from agent_guard import Capability, Limit, Policy, Step
+
+    policy = Policy(agent_id="bank", capabilities=[
+        Capability("transfer", args={"amount": {"max": 500}},
+                   limits=[Limit(sum_of="amount", max=1000, per="user", window_s=86400)]),
+    ])
+    guard = Guard(policy)
+    plan = Plan(steps=[Step("transfer", args={"amount": {"any": True}}, max_calls=2, agent="payer")])
+    with guard.task(plan, identity=AgentIdentity(agent_id="bank", user_id="u-1")):
+        assert main(["inspect", guard.current_task().grant]) == 0  # type: ignore[union-attr]
+        parent_text = capsys.readouterr().out
+        with guard.delegate(Plan(steps=[Step("transfer", args={"amount": 5})]), agent_id="payer") as child:
+            assert main(["inspect", child.grant]) == 0
+    child_text = capsys.readouterr().out
+    assert "only agent payer" in parent_text and "delegated  from" not in parent_text
+    assert "limit: at most 1000 of amount per user per 86400 s" in child_text
+    assert "actors payer <- bank" in child_text

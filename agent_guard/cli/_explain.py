@@ -78,8 +78,27 @@ def explain_claims(header: dict[str, Any], claims: dict[str, Any]) -> list[str]:
     for entry in claims.get("authorization_details") or []:
         limit = (entry.get("limits") or {}).get("max_calls")
         lines.append(f"  step {entry.get('step')}: {entry.get('identifier')}  max_calls={limit}")
+        if entry.get("agent"):
+            lines.append(f"      only agent {entry.get('agent')} (through a delegated grant)")
         for name, specs in (entry.get("args") or {}).items():
             lines.append(f"      {name}: {explain_constraints(specs)}")
         if not entry.get("args"):
             lines.append("      (no arguments allowed)")
+        for rule in (entry.get("limits") or {}).get("rules") or []:
+            lines.append(f"      limit: {_explain_limit(rule)}")
+    if tctx.get("parent"):
+        chain, actor = [], claims.get("act")
+        while isinstance(actor, dict):
+            chain.append(str(actor.get("sub")))
+            actor = actor.get("act")
+        lines.append(f"delegated  from grant {tctx.get('parent')}; actors {' <- '.join(chain)}")
     return [printable(line) for line in lines]
+
+
+def _explain_limit(rule: object) -> str:
+    """One limit rule of a grant in words: ``at most 1000 of amount per user per 86400 s``."""
+    if not isinstance(rule, dict):
+        return "(unreadable)"
+    what = f"{rule.get('max')} of {rule.get('sum_of')}" if rule.get("sum_of") else f"{rule.get('calls')} calls"
+    window = f" per {rule.get('window_s')} s" if rule.get("window_s") else " for the whole task"
+    return f"at most {what} per {rule.get('per')}{window}"
