@@ -63,7 +63,7 @@ def _names(names: list[str]) -> str:
 class _Binding:
     """One function's parameters (without the ``Context`` one) and how a call binds to them."""
 
-    __slots__ = ("signature", "var_keyword")
+    __slots__ = ("defaults", "keywords", "none_defaults", "plain", "required", "signature", "var_keyword")
 
     def __init__(self, fn: Callable[..., Any], ctx_name: str | None, tool: str) -> None:
         try:
@@ -76,7 +76,19 @@ class _Binding:
         self.signature = signature.replace(
             parameters=[p for p in signature.parameters.values() if p.name != ctx_name]
         )
-        self.var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in self.signature.parameters.values())
+        params = self.signature.parameters.values()
+        self.var_keyword = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        self.plain = all(p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+        """Keyword-bindable parameters only (no ``*args``/``**kwargs``/positional-only): the fast path applies."""
+        self.keywords = frozenset(p.name for p in params)
+        self.required = frozenset(
+            p.name for p in params if p.default is p.empty or (isinstance(p.default, FieldInfo) and p.default.is_required())
+        )
+        self.defaults = {
+            p.name: p.default for p in params
+            if p.default is not p.empty and p.default is not None and not isinstance(p.default, FieldInfo)
+        }
+        self.none_defaults = frozenset(p.name for p in params if p.default is None)
 
     def problem(self, kwargs: Mapping[str, Any]) -> str:
         """Why ``kwargs`` cannot be bound, naming the arguments (never their values)."""
@@ -93,6 +105,13 @@ class _Binding:
 
     def bind(self, tool: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         """``{name: value}`` the function will be bound to, defaults filled in; ``TypeError`` if none."""
+        names = kwargs.keys()
+        if self.plain and names <= self.keywords and self.required <= names:  # the common case, no binder
+            fast = {n: v for n, v in self.defaults.items() if n not in kwargs}
+            for name, value in kwargs.items():
+                if not (value is None and name in self.none_defaults):
+                    fast[name] = value
+            return fast
         try:
             bound = self.signature.bind(**kwargs)
         except TypeError:
