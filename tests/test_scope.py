@@ -77,15 +77,6 @@ def test_a_narrowing_ceiling_makes_the_argument_required_at_call_time() -> None:
     assert scope.match("refund", {"amount": 101}).reason == reasons.ARGUMENT_MISMATCH
 
 
-def test_restrict_returns_a_new_narrower_scope(plan: Plan, policy: Policy) -> None:
-    """Narrowing returns a new object and leaves the original untouched."""
-    scope = derive_scope(plan, policy)
-    narrow = scope.restrict(["send_email"])
-    assert narrow.tools == ("send_email",) and scope.tools == ("crm_lookup", "send_email")
-    with pytest.raises(ValueError):
-        scope.restrict(["nothing"])
-
-
 def test_authorization_details_round_trip(plan: Plan, policy: Policy) -> None:
     """The grant form has one RFC 9396 entry per step and rebuilds the same steps."""
     scope = derive_scope(plan, policy)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from pydantic import Field
@@ -70,14 +70,6 @@ class TaskScope(Frozen):
     def tools(self) -> tuple[str, ...]:
         """The distinct tools in scope, in plan order."""
         return tuple(dict.fromkeys(s.tool for s in self.steps))
-
-    def restrict(self, tools: Iterable[str]) -> TaskScope:
-        """A new, narrower scope keeping only the steps of ``tools`` (for a sub-agent)."""
-        keep = set(tools)
-        steps = tuple(s for s in self.steps if s.tool in keep)
-        if not steps:
-            raise ValueError("restrict() would leave no step; name at least one tool of the scope")
-        return self.model_copy(update={"steps": steps})
 
     def authorization_details(self) -> list[dict[str, Any]]:
         """The scope as the grant's ``authorization_details`` claim (one entry per step)."""

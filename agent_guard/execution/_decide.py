@@ -29,7 +29,8 @@ _NOT_AN_AMOUNT: Final = "a summed argument must be a number from 0 to 2**53"
 
 
 def deny_message(
-    tool: str, reason: str, argument: str | None, allowed_tools: tuple[str, ...], limit: str | None = None
+    tool: str, reason: str, argument: str | None, allowed_tools: tuple[str, ...], limit: str | None = None,
+    detail: str | None = None,
 ) -> str:
     """One sentence for the model and the operator: what was refused and why, never a value.
 
@@ -41,6 +42,8 @@ def deny_message(
     text = f"agent_guard refused {what}the call to {tool!r} ({reason}): {reasons.describe(reason)}"
     if limit is not None:
         text += f" (limit: {limit})"
+    if detail is not None:
+        text += f" ({detail})"
     if reason in _STATE_REASONS or not allowed_tools:
         return text + "."
     return f"{text}; the current plan allows: {', '.join(allowed_tools)}."
@@ -48,12 +51,15 @@ def deny_message(
 
 def deny(
     task: Task | None, tool: str, reason: ReasonCode, argument: str | None = None, *, live: bool = True,
-    limit: str | None = None,
+    limit: str | None = None, detail: str | None = None,
 ) -> Decision:
-    """A denial of ``tool`` for ``reason`` (``live=False`` once the grant is no longer usable)."""
+    """A denial of ``tool`` for ``reason`` (``live=False`` once the grant is no longer usable).
+
+    ``detail`` adds what exactly was wrong to the message (never a value).
+    """
     tools = task.tools if task is not None and live else ()
     return Decision.model_construct(
-        allowed=False, tool=tool, reason=reason, message=deny_message(tool, reason, argument, tools, limit),
+        allowed=False, tool=tool, reason=reason, message=deny_message(tool, reason, argument, tools, limit, detail),
         step=None, grant_id=task.grant_id if task else None, task_id=task.id if task else None,
         argument=argument, allowed_tools=tools, outcome="deny", limit=limit,
     )
@@ -62,8 +68,7 @@ def deny(
 def not_an_amount(task: Task, tool: str, argument: str) -> Decision:
     """The refusal of a call whose summed argument is not an amount (absent, not a number, negative,
     beyond 2**53): ``argument_mismatch`` naming it, decided before the store is asked."""
-    decision = deny(task, tool, reasons.ARGUMENT_MISMATCH, argument)
-    return decision.model_copy(update={"message": f"{decision.message[:-1]} ({_NOT_AN_AMOUNT})."})
+    return deny(task, tool, reasons.ARGUMENT_MISMATCH, argument, detail=_NOT_AN_AMOUNT)
 
 
 def precheck(task: Task | None, tool: str, args: Any, now: float, leeway_s: float) -> Decision | Sequence[int]:
@@ -78,8 +83,7 @@ def precheck(task: Task | None, tool: str, args: Any, now: float, leeway_s: floa
     if type(args) is not dict:
         if not isinstance(args, Mapping):
             raise ConfigError(f"args: expected a mapping of argument names to values, got {type(args).__name__}")
-        decision = deny(task, tool, reasons.ARGUMENT_MISMATCH)
-        return decision.model_copy(update={"message": f"{decision.message[:-1]} ({_NOT_PLAIN})."})
+        return deny(task, tool, reasons.ARGUMENT_MISMATCH, detail=_NOT_PLAIN)
     if type(tool) is not str:
         return deny(task, repr(tool)[:64], reasons.TOOL_NOT_IN_SCOPE)
     match = task.compiled.match(tool, args)
@@ -105,8 +109,7 @@ def settle(task: Task, tool: str, result: ConsumeResult, charges: Sequence[Charg
     status, step = result
     if status == "ok" or status == "completed":
         assert step is not None
-        decision = task._allow.get(step) or task.allow(step)
-        return decision, status == "completed"
+        return task.allow(step), status == "completed"
     if status == "revoked":
         return deny(task, tool, reasons.REVOKED, live=False), False
     if status == "out_of_order":

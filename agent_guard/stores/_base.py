@@ -25,7 +25,6 @@ current or later steps, since moving to step k closes step k-1), so the run is n
 step's budget is spent; ``out_of_order``: an ordered plan does not allow these steps now;
 ``limit_exceeded``: a step has budget but a charge does not fit its limit (nothing was charged)."""
 
-OK: Final = "ok"
 
 
 class ConsumeResult(NamedTuple):

@@ -43,11 +43,9 @@ path it may return an awaitable of the answer."""
 class CallCell:
     """What a ``ToolNode`` layer learns from the guarded tool it handed down (one per request)."""
 
-    __slots__ = ("decision", "ran", "scope")
+    __slots__ = ("decision", "scope")
 
     def __init__(self, scope: str | None = None) -> None:
-        self.ran = False
-        """True once the guarded tool decided the call (or recognised a resumed one)."""
         self.decision: Decision | None = None
         """The decision, when one was made."""
         self.scope = scope
@@ -71,8 +69,6 @@ def _begin(guard: Guard, name: str, args: Mapping[str, Any], call_id: str | None
     cell = GUARDED_RUN.get()
     task = guard.current_task()
     scope = cell.scope if cell is not None and cell.scope else (task.id if task is not None else None)
-    if cell is not None:
-        cell.ran = True
     return scope, RESUMABLE.resume(scope, task, call_id, name, args)
 
 
@@ -88,22 +84,34 @@ def guarded_call(
 ) -> Any:
     """Decide ``args`` for tool ``name`` in the current task; ``run()`` the call if allowed, else ``refuse``."""
     scope, resumed = _begin(guard, name, args, call_id)
-    if not resumed:
-        with under_span(framework_span()):
-            call = guard.tool_call(name, args, call_id=call_id, description=description)
-        _decided(call)
-        with call:
-            if not call.allowed:
-                return refuse(call.decision)
-            try:
-                result = run()
-            except GraphBubbleUp:  # interrupt() in the tool: its resumed run is not a new call
-                RESUMABLE.remember(scope, call_id, name, args)
-                raise
-            _settle(call, result)
-            return result
+    if resumed:
+        return _remembering(run, scope, call_id, name, args)
+    with under_span(framework_span()):
+        call = guard.tool_call(name, args, call_id=call_id, description=description)
+    _decided(call)
+    with call:
+        if not call.allowed:
+            return refuse(call.decision)
+        result = _remembering(run, scope, call_id, name, args)
+        _settle(call, result)
+        return result
+
+
+def _remembering(run: Callable[[], _R], scope: str | None, call_id: str | None, name: str,
+                 args: Mapping[str, Any]) -> _R:
+    """Run an allowed (or resumed) call; an ``interrupt()`` in it is remembered, so its resumed run is not a new call."""
     try:
         return run()
+    except GraphBubbleUp:
+        RESUMABLE.remember(scope, call_id, name, args)
+        raise
+
+
+async def _aremembering(run: Callable[[], Awaitable[_R]], scope: str | None, call_id: str | None, name: str,
+                        args: Mapping[str, Any]) -> _R:
+    """Async :func:`_remembering`."""
+    try:
+        return await run()
     except GraphBubbleUp:
         RESUMABLE.remember(scope, call_id, name, args)
         raise
@@ -115,23 +123,15 @@ async def aguarded_call(
 ) -> Any:
     """Async :func:`guarded_call` (the store's async path)."""
     scope, resumed = _begin(guard, name, args, call_id)
-    if not resumed:
-        with under_span(framework_span()):
-            call = await guard.atool_call(name, args, call_id=call_id, description=description)
-        _decided(call)
-        with call:
-            if not call.allowed:
-                answer = refuse(call.decision)
-                return await answer if inspect.isawaitable(answer) else answer
-            try:
-                result = await run()
-            except GraphBubbleUp:
-                RESUMABLE.remember(scope, call_id, name, args)
-                raise
-            _settle(call, result)
-            return result
-    try:
-        return await run()
-    except GraphBubbleUp:
-        RESUMABLE.remember(scope, call_id, name, args)
-        raise
+    if resumed:
+        return await _aremembering(run, scope, call_id, name, args)
+    with under_span(framework_span()):
+        call = await guard.atool_call(name, args, call_id=call_id, description=description)
+    _decided(call)
+    with call:
+        if not call.allowed:
+            answer = refuse(call.decision)
+            return await answer if inspect.isawaitable(answer) else answer
+        result = await _aremembering(run, scope, call_id, name, args)
+        _settle(call, result)
+        return result
